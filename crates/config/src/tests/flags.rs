@@ -1,0 +1,644 @@
+//! One test per flag or flag family: good values accepted with their effect, bad values
+//! refused with the expected message. `every_flag_has_a_test` keeps this file complete.
+
+use std::time::Duration;
+
+use super::{err, err_exact, no_env, ok, parse_with, plugin};
+use crate::flags::FLAGS;
+use crate::testutil::TempDir;
+use crate::{AuthVersion, ErrorKind, Mode, parse_command_line};
+
+#[test]
+fn every_flag_has_a_test() {
+    let source = include_str!("flags.rs");
+    for f in FLAGS {
+        assert!(
+            source.contains(&format!("\"--{}", f.name)),
+            "no test mentions --{}",
+            f.name
+        );
+    }
+}
+
+fn not_supported(list: &[&str]) -> String {
+    let mut full = vec!["mybucket", "/mnt"];
+    full.extend_from_slice(list);
+    let e = parse_with(&full, &no_env()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotSupported, "{e}");
+    e.to_string()
+}
+
+// ---- Target and geometry ----
+
+#[test]
+fn prefix_is_verbatim() {
+    assert_eq!(ok(&[]).prefix, "");
+    assert_eq!(ok(&["--prefix=disk1/"]).prefix, "disk1/");
+    assert_eq!(ok(&["--prefix=disk1"]).prefix, "disk1");
+    assert_eq!(ok(&["--prefix="]).prefix, "");
+}
+
+#[test]
+fn block_hash_prefix() {
+    assert!(!ok(&[]).block_hash_prefix);
+    assert!(ok(&["--blockHashPrefix"]).block_hash_prefix);
+    assert!(!ok(&["--blockHashPrefix=false"]).block_hash_prefix);
+}
+
+#[test]
+fn block_size() {
+    assert_eq!(ok(&[]).block_size, None);
+    assert_eq!(ok(&["--blockSize=4k"]).block_size, Some(4096));
+    assert_eq!(ok(&["--blockSize=65536"]).block_size, Some(65536));
+    assert_eq!(ok(&["--blockSize=2g"]).block_size, Some(1 << 31));
+    assert_eq!(
+        err(&["--blockSize=3k"]),
+        "--blockSize: invalid block size \"3k\": must be a power of two"
+    );
+    assert_eq!(
+        err(&["--blockSize=4g"]),
+        "--blockSize: invalid block size \"4g\": must be at most 2g"
+    );
+    assert_eq!(
+        err(&["--blockSize=0"]),
+        "--blockSize: invalid size \"0\": must not be zero"
+    );
+}
+
+#[test]
+fn size() {
+    assert_eq!(ok(&["--size=1g"]).size, Some(1 << 30));
+    assert_eq!(ok(&["--size=1073741824"]).size, Some(1 << 30));
+    assert!(err(&["--size=1.5g"]).starts_with("--size: invalid size \"1.5g\": fractions"));
+    assert!(err(&["--size=-1"]).contains("negative"));
+    assert_eq!(
+        err(&["--size=1000", "--blockSize=4k"]),
+        "--size=1000 is not a multiple of the block size (4k)"
+    );
+    assert_eq!(ok(&["--size=4t", "--blockSize=2k"]).size, Some(4 << 40));
+    assert_eq!(
+        err(&["--size=4t", "--blockSize=1k"]),
+        "--size=4t with block size 1k gives 2^32 blocks or more; use a larger block size"
+    );
+    // Without a block size the bucket may still say; nothing to check yet.
+    assert_eq!(ok(&["--size=1000"]).size, Some(1000));
+}
+
+#[test]
+fn no_auto_detect() {
+    let c = ok(&["--noAutoDetect", "--size=1m"]);
+    assert!(c.no_auto_detect);
+    assert_eq!(
+        err(&["--noAutoDetect"]),
+        "--size is required with --noAutoDetect (nothing is auto-detected)"
+    );
+    // The default block size applies, so the size must be a multiple of it.
+    assert_eq!(
+        err(&["--noAutoDetect", "--size=1000"]),
+        "--size=1000 is not a multiple of the block size (4k)"
+    );
+}
+
+// ---- S3 connection ----
+
+#[test]
+fn base_url_region_ssl_and_vhost() {
+    let c = ok(&[]);
+    assert_eq!(c.s3.base_url, "http://s3.amazonaws.com/");
+    assert!(!c.s3.base_url_explicit && !c.s3.vhost);
+    assert_eq!(c.s3.region, "us-east-1");
+
+    let c = ok(&["--region=eu-west-1"]);
+    assert_eq!(c.s3.base_url, "http://s3.eu-west-1.amazonaws.com/");
+    assert_eq!(c.s3.region, "eu-west-1");
+    assert!(c.s3.vhost);
+
+    let c = ok(&["--region=us-east-1", "--ssl"]);
+    assert_eq!(c.s3.base_url, "https://s3.amazonaws.com/");
+    assert!(c.s3.vhost, "an explicit --region turns vhost on");
+
+    let c = ok(&["--region=eu-west-1", "--ssl"]);
+    assert_eq!(c.s3.base_url, "https://s3.eu-west-1.amazonaws.com/");
+
+    assert!(err(&["--region=eu/west"]).starts_with("--region: invalid region"));
+}
+
+#[test]
+fn explicit_base_url() {
+    let c = ok(&["--baseURL=http://localhost:9000/", "--region=garage"]);
+    assert_eq!(c.s3.base_url, "http://localhost:9000/");
+    assert!(c.s3.base_url_explicit);
+    assert_eq!(c.s3.region, "garage");
+    assert!(
+        ok(&["--baseURL=https://minio.example/s3/", "--ssl"])
+            .s3
+            .base_url_explicit
+    );
+    assert_eq!(
+        err(&["--baseURL=http://localhost:9000"]),
+        "--baseURL: invalid URL \"http://localhost:9000\": must end with '/'"
+    );
+    assert!(err(&["--baseURL=s3://x/"]).contains("must start with http:// or https://"));
+    assert!(err(&["--baseURL=https:///"]).contains("empty host"));
+    assert_eq!(
+        err(&["--baseURL=http://localhost/", "--ssl"]),
+        "--ssl cannot be used with an http:// --baseURL"
+    );
+}
+
+#[test]
+fn vhost_and_no_vhost_last_wins() {
+    assert!(ok(&["--vhost"]).s3.vhost);
+    assert!(!ok(&["--region=eu-west-1", "--no-vhost"]).s3.vhost);
+    assert!(ok(&["--no-vhost", "--vhost"]).s3.vhost);
+    assert!(!ok(&["--vhost", "--no-vhost"]).s3.vhost);
+    assert!(ok(&["--region=eu-west-1", "--no-vhost=false"]).s3.vhost);
+}
+
+#[test]
+fn tls_and_connection_switches() {
+    let c = ok(&[]);
+    assert!(c.s3.cacert.is_none() && !c.s3.insecure && !c.s3.http11 && !c.s3.no_connection_reuse);
+    let c = ok(&[
+        "--cacert=/etc/ca.pem",
+        "--insecure",
+        "--http11",
+        "--noCurlCache",
+    ]);
+    assert_eq!(
+        c.s3.cacert.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    assert!(c.s3.insecure && c.s3.http11 && c.s3.no_connection_reuse);
+    assert_eq!(err(&["--cacert="]), "--cacert: empty value");
+    assert_eq!(
+        err(&["--insecure=sometimes"]),
+        "--insecure takes no value (or one of true, false, yes, no, 1, 0), not \"sometimes\""
+    );
+}
+
+#[test]
+fn auth_version() {
+    assert_eq!(ok(&[]).s3.auth_version, AuthVersion::V4);
+    assert_eq!(ok(&["--authVersion=aws2"]).s3.auth_version, AuthVersion::V2);
+    assert_eq!(ok(&["--authVersion=aws4"]).s3.auth_version, AuthVersion::V4);
+    assert_eq!(
+        err(&["--authVersion=aws3"]),
+        "--authVersion: invalid value \"aws3\": must be one of aws2, aws4"
+    );
+}
+
+#[test]
+fn ip_tos_is_checked_then_refused() {
+    assert_eq!(
+        not_supported(&["--ipTOS=lowdelay"]),
+        "\"--ipTOS\" is not supported yet by this release (planned: IP type-of-service)"
+    );
+    not_supported(&["--ipTOS=0x10"]);
+    assert_eq!(
+        err(&["--ipTOS=300"]),
+        "--ipTOS: invalid value \"300\": must be 0..255"
+    );
+    assert!(err(&["--ipTOS=fast"]).contains("lowdelay, throughput"));
+}
+
+// ---- Credentials (precedence in tests/credentials.rs) ----
+
+#[test]
+fn credential_flags() {
+    let c = ok(&["--accessId=AKID", "--accessKey=SECRET"]);
+    let creds = c.s3.credentials.expect("credentials");
+    assert_eq!(creds.access_id, "AKID");
+    assert_eq!(creds.access_key.expose(), "SECRET");
+    assert_eq!(
+        err(&["--accessKey=SECRET"]),
+        "--accessKey requires --accessId"
+    );
+    assert_eq!(
+        err(&["--accessId=A", "--accessKeyEnv=NOT_SET_HERE"]),
+        "environment variable \"NOT_SET_HERE\" named by --accessKeyEnv is not set"
+    );
+    assert_eq!(err(&["--accessKeyEnv="]), "--accessKeyEnv: empty value");
+    assert!(
+        err(&["--accessFile=/nonexistent/passwd"])
+            .starts_with("cannot read access file \"/nonexistent/passwd\"")
+    );
+    assert_eq!(
+        ok(&["--accessId="]).s3.credentials,
+        None,
+        "an empty id means anonymous"
+    );
+}
+
+#[test]
+fn ec2_iam_is_not_supported_yet() {
+    assert_eq!(
+        not_supported(&["--accessEC2IAM=role"]),
+        "\"--accessEC2IAM\" is not supported yet by this release (planned: EC2 IAM credentials)"
+    );
+    not_supported(&["--accessEC2IAM-IMDSv2"]);
+    ok(&["--accessEC2IAM-IMDSv2=false"]);
+    assert_eq!(err(&["--accessEC2IAM="]), "--accessEC2IAM: empty value");
+}
+
+// ---- Requests and retries ----
+
+#[test]
+fn timeout() {
+    assert_eq!(ok(&[]).s3.timeout, Duration::from_secs(30));
+    assert_eq!(ok(&["--timeout=5"]).s3.timeout, Duration::from_secs(5));
+    assert_eq!(
+        err(&["--timeout=0"]),
+        "--timeout: invalid value \"0\": must be at least 1"
+    );
+    assert_eq!(
+        err(&["--timeout=5s"]),
+        "--timeout: invalid value \"5s\": expected an unsigned decimal integer"
+    );
+}
+
+#[test]
+fn retry_pauses() {
+    let c = ok(&[]);
+    assert_eq!(c.s3.initial_retry_pause, Duration::from_millis(200));
+    assert_eq!(c.s3.max_retry_pause, Duration::from_millis(30_000));
+    let c = ok(&["--initialRetryPause=50", "--maxRetryPause=1000"]);
+    assert_eq!(c.s3.initial_retry_pause, Duration::from_millis(50));
+    assert_eq!(c.s3.max_retry_pause, Duration::from_millis(1000));
+    assert_eq!(
+        err(&["--initialRetryPause=500", "--maxRetryPause=100"]),
+        "--initialRetryPause (500 ms) must not be more than --maxRetryPause (100 ms)"
+    );
+    assert!(err(&["--initialRetryPause=0"]).contains("would retry forever"));
+    let c = ok(&["--initialRetryPause=0", "--maxRetryPause=0"]);
+    assert_eq!(c.s3.max_retry_pause, Duration::ZERO);
+    assert!(err(&["--maxRetryPause=-1"]).contains("unsigned decimal"));
+}
+
+#[test]
+fn speed_limits_are_bits_per_second() {
+    let c = ok(&["--maxUploadSpeed=1m", "--maxDownloadSpeed=8000000"]);
+    assert_eq!(c.s3.max_upload_speed, Some(1 << 20));
+    assert_eq!(c.s3.max_download_speed, Some(8_000_000));
+    assert_eq!(ok(&[]).s3.max_upload_speed, None);
+    assert_eq!(
+        err(&["--maxDownloadSpeed=7"]),
+        "--maxDownloadSpeed=7 is too slow: less than one byte per second"
+    );
+    // 1 MiB blocks at 1 KiB/s take 1024 s, longer than the 30 s timeout.
+    assert_eq!(
+        err(&["--blockSize=1m", "--maxUploadSpeed=8k"]),
+        "--maxUploadSpeed=8k is too slow: one 1m block takes 1024 s or more, which reaches the 30 s --timeout"
+    );
+    ok(&["--blockSize=1m", "--maxUploadSpeed=8k", "--timeout=2000"]);
+    assert!(err(&["--maxUploadSpeed=fast"]).starts_with("--maxUploadSpeed: invalid size"));
+}
+
+#[test]
+fn io_threads() {
+    assert_eq!(ok(&[]).io_threads, 32);
+    assert_eq!(ok(&["--ioThreads=4"]).io_threads, 4);
+    assert_eq!(
+        err(&["--ioThreads=0"]),
+        "--ioThreads: invalid value \"0\": must be at least 1"
+    );
+    assert_eq!(err(&["--ioThreads=5000"]), "--ioThreads=5000: at most 1024");
+}
+
+// ---- Object options ----
+
+#[test]
+fn access_type() {
+    assert_eq!(ok(&[]).s3.access_type, "private");
+    assert_eq!(
+        ok(&["--accessType=public-read"]).s3.access_type,
+        "public-read"
+    );
+    assert_eq!(
+        err(&["--accessType=public"]),
+        "--accessType: invalid value \"public\": must be one of private, public-read, public-read-write, authenticated-read"
+    );
+}
+
+#[test]
+fn storage_class() {
+    assert_eq!(ok(&[]).s3.storage_class, None);
+    assert_eq!(
+        ok(&["--storageClass=STANDARD_IA"])
+            .s3
+            .storage_class
+            .as_deref(),
+        Some("STANDARD_IA")
+    );
+    assert!(err(&["--storageClass=standard"]).contains("must be one of STANDARD, STANDARD_IA"));
+}
+
+#[test]
+fn server_side_encryption() {
+    let c = ok(&["--sse=AES256"]);
+    assert_eq!(c.s3.sse.as_deref(), Some("AES256"));
+    let c = ok(&["--sse=aws:kms", "--sse-key-id=key-1"]);
+    assert_eq!(c.s3.sse_key_id.as_deref(), Some("key-1"));
+    assert_eq!(
+        err(&["--sse=aws:kms"]),
+        "--sse=aws:kms requires --sse-key-id"
+    );
+    assert_eq!(
+        err(&["--sse-key-id=key-1"]),
+        "--sse-key-id is only used with --sse=aws:kms"
+    );
+    assert_eq!(
+        err(&["--sse=AES256", "--sse-key-id=k"]),
+        "--sse-key-id is only used with --sse=aws:kms"
+    );
+    assert!(err(&["--sse=aes256"]).contains("must be one of AES256, aws:kms"));
+}
+
+// ---- Modes ----
+
+#[test]
+fn read_only_and_force() {
+    let c = ok(&["--readOnly", "--force"]);
+    assert!(c.read_only && c.force);
+    let c = ok(&[]);
+    assert!(!c.read_only && !c.force);
+}
+
+#[test]
+fn erase_and_reset_mounted_flag() {
+    let erase = parse_with(&["mybucket", "--erase"], &no_env()).unwrap();
+    assert_eq!(erase.mode, Mode::Erase);
+    assert_eq!(erase.mount_point, None);
+    let reset = parse_with(&["--reset-mounted-flag", "mybucket"], &no_env()).unwrap();
+    assert_eq!(reset.mode, Mode::ResetMountedFlag);
+    assert_eq!(ok(&[]).mode, Mode::Serve);
+    assert_eq!(
+        err(&["--erase"]),
+        "no mount point should be specified with --erase"
+    );
+    assert_eq!(
+        err(&["--reset-mounted-flag"]),
+        "no mount point should be specified with --reset-mounted-flag"
+    );
+    assert_eq!(
+        err_exact(&["mybucket", "--erase", "--reset-mounted-flag"]),
+        "--erase and --reset-mounted-flag cannot be used together"
+    );
+}
+
+#[test]
+fn test_mode_uses_a_directory() {
+    let dir = TempDir::new();
+    let path = dir.path().display().to_string();
+    let c = parse_with(
+        &["--test", &path, "/mnt", "--size=1m", "--prefix=p-"],
+        &no_env(),
+    )
+    .unwrap();
+    assert!(c.test_mode);
+    assert_eq!(c.bucket, path, "never split at '/'");
+    assert_eq!(c.prefix, "p-");
+    assert_eq!(c.s3.credentials, None);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let missing = format!("{path}/missing");
+    let e = parse_with(&["--test", &missing, "--size=1m"], &no_env()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(
+        e.to_string()
+            .starts_with(&format!("test directory {missing:?}: ")),
+        "{e}"
+    );
+
+    let file = dir.write("f", "");
+    assert_eq!(
+        err_exact(&["--test", &file, "--size=1m"]),
+        format!("test directory {file:?} is not a directory")
+    );
+    assert_eq!(
+        err_exact(&["--test", &path]),
+        "--size is required with --test (nothing is auto-detected)"
+    );
+    // Relative paths are fine; "." always exists.
+    assert_eq!(
+        parse_with(&["--test", ".", "--size=1m"], &no_env())
+            .unwrap()
+            .bucket,
+        "."
+    );
+}
+
+#[test]
+fn test_mode_switches() {
+    let dir = TempDir::new();
+    let path = dir.path().display().to_string();
+    let c = parse_with(
+        &[
+            "--test",
+            &path,
+            "--size=1m",
+            "--test-delays",
+            "--test-discard",
+            "--test-errors",
+        ],
+        &no_env(),
+    )
+    .unwrap();
+    assert!(c.test_delays && c.test_discard);
+    assert_eq!(c.warnings, ["--test-errors has no effect (as in s3backer)"]);
+    let c = ok(&["--test-delays", "--readOnly"]);
+    assert_eq!(c.warnings, ["--test-delays has no effect without --test"]);
+}
+
+#[test]
+fn config_file_flag() {
+    let dir = TempDir::new();
+    let f = dir.write("c.conf", "--readOnly\n");
+    let c = ok(&[&format!("--configFile={f}")]);
+    assert!(c.read_only);
+    assert!(c.explicit.contains("configFile"));
+    assert_eq!(
+        err(&["--configFile="]),
+        "--configFile requires a non-empty file name"
+    );
+}
+
+#[test]
+fn shared_disk_mode_is_not_supported_yet() {
+    assert_eq!(
+        not_supported(&["--sharedDiskMode"]),
+        "\"--sharedDiskMode\" is not supported yet by this release (planned: shared disk mode)"
+    );
+}
+
+// ---- Logging ----
+
+#[test]
+fn logging_switches() {
+    let c = ok(&["--debug", "--debug-http", "--quiet"]);
+    assert!(c.debug && c.s3.debug_http && c.quiet);
+    let c = ok(&[]);
+    assert!(!c.debug && !c.s3.debug_http && !c.quiet);
+    let c = ok(&["-d"]);
+    assert!(c.debug && c.foreground);
+}
+
+// ---- FUSE mount ----
+
+#[test]
+fn fuse_only_flags_are_checked_and_inert() {
+    ok(&[
+        "--filename=disk.img",
+        "--statsFilename=",
+        "--fileMode=0644",
+        "--directIO",
+    ]);
+    assert_eq!(
+        err(&["--filename=a/b"]),
+        "--filename: invalid file name \"a/b\": must be non-empty and contain no '/'"
+    );
+    assert!(err(&["--filename="]).contains("non-empty"));
+    assert!(err(&["--statsFilename=x/y"]).contains("must not contain '/'"));
+    assert!(err(&["--fileMode=644x"]).contains("octal"));
+    assert!(err(&["--fileMode=0999"]).contains("octal"));
+    let c = plugin(&[
+        ("bucket", "mybucket"),
+        ("filename", "x"),
+        ("fileMode", "0600"),
+        ("directIO", "true"),
+    ]);
+    assert!(c.is_ok(), "{c:?}");
+}
+
+// ---- Compression and encryption (not supported yet) ----
+
+#[test]
+fn compression_is_not_supported_yet() {
+    assert_eq!(
+        not_supported(&["--compress"]),
+        "\"--compress\" is not supported yet by this release (planned: compression and encryption)"
+    );
+    not_supported(&["--compress=zstd"]);
+    not_supported(&["--compress=0"]);
+    not_supported(&["-o", "compress=deflate"]);
+    not_supported(&["--compress-level=3"]);
+    assert!(err(&["--compress-level=high"]).contains("decimal integer"));
+    not_supported(&["--defaultContentEncoding=deflate"]);
+    let c = ok(&["--compress=false", "--compress=no"]);
+    assert!(!c.explicit.contains("compress"));
+}
+
+#[test]
+fn encryption_is_not_supported_yet() {
+    assert_eq!(
+        not_supported(&["--encrypt"]),
+        "\"--encrypt\" is not supported yet by this release (planned: compression and encryption)"
+    );
+    not_supported(&["--encrypt=AES-256-CBC"]);
+    ok(&["--encrypt=false"]);
+}
+
+#[test]
+fn password_flags_without_encrypt_only_warn() {
+    let c = ok(&[
+        "--password=x",
+        "--passwordFile=/nonexistent",
+        "--keyLength=16",
+        "--readOnly",
+    ]);
+    assert_eq!(
+        c.warnings,
+        [
+            "--password has no effect without --encrypt",
+            "--passwordFile has no effect without --encrypt",
+            "--keyLength has no effect without --encrypt",
+        ]
+    );
+    assert!(err(&["--keyLength=x"]).contains("unsigned decimal"));
+}
+
+// ---- Cache (not supported yet, except values that mean "no cache") ----
+
+#[test]
+fn block_cache_flags() {
+    ok(&[
+        "--blockCacheSize=0",
+        "--blockCacheSync=false",
+        "--blockCacheRecoverDirtyBlocks=no",
+    ]);
+    assert_eq!(
+        not_supported(&["--blockCacheSize=1000"]),
+        "\"--blockCacheSize\" is not supported yet by this release (planned: block cache)"
+    );
+    for flag in [
+        "--blockCacheThreads=4",
+        "--blockCacheWriteDelay=0",
+        "--blockCacheTimeout=0",
+        "--blockCacheMaxDirty=0",
+        "--blockCacheSync",
+        "--blockCacheNumProtected=1",
+        "--blockCacheFile=/tmp/cache",
+        "--blockCacheRecoverDirtyBlocks",
+        "--blockCacheNoVerify",
+        "--blockCacheFileAdvise",
+    ] {
+        assert!(
+            not_supported(&[flag]).contains("(planned: block cache)"),
+            "{flag}"
+        );
+    }
+    assert!(err(&["--blockCacheSize=lots"]).contains("unsigned decimal"));
+}
+
+#[test]
+fn read_ahead_zero_is_accepted() {
+    ok(&["--readAhead=0", "--readAheadTrigger=0"]);
+    assert!(not_supported(&["--readAhead=4"]).contains("(planned: block cache)"));
+    not_supported(&["--readAheadTrigger=2"]);
+}
+
+#[test]
+fn md5_cache_zero_is_accepted() {
+    let c = ok(&["--md5CacheSize=0", "--md5CacheTime=0", "--minWriteDelay=00"]);
+    assert!(c.explicit.contains("md5CacheSize"));
+    assert_eq!(
+        not_supported(&["--md5CacheSize=10"]),
+        "\"--md5CacheSize\" is not supported yet by this release (planned: MD5 cache)"
+    );
+    not_supported(&["--md5CacheTime=1000"]);
+    not_supported(&["--minWriteDelay=500"]);
+}
+
+// ---- Survey, stats file, --nbd ----
+
+#[test]
+fn list_blocks() {
+    ok(&["--listBlocks=false"]);
+    assert_eq!(
+        not_supported(&["--listBlocks"]),
+        "\"--listBlocks\" is not supported yet by this release (planned: block survey)"
+    );
+    not_supported(&["--listBlocksThreads=16"]);
+}
+
+#[test]
+fn stats_file_mirror() {
+    assert!(
+        not_supported(&["--statsFileMirror=/run/s3b.stats"])
+            .contains("(planned: stats file mirror)")
+    );
+    not_supported(&["--statsFileMirrorInterval=1000"]);
+}
+
+#[test]
+fn nbd_wrapper() {
+    let e = parse_command_line(&super::argv(&["--nbd", "mybucket", "/dev/nbd0"]), &no_env())
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "\"--nbd\" is not supported yet by this release (planned: the --nbd wrapper)"
+    );
+    not_supported(&["--nbd-flag=--verbose"]);
+    not_supported(&["--nbd-param=x"]);
+    assert_eq!(err(&["--nbd-flag="]), "--nbd-flag: empty value");
+}

@@ -1,0 +1,176 @@
+//! The validated configuration: what every other crate reads.
+//!
+//! Parsing (`args.rs`, `raw.rs`, `resolve.rs`, driven by `flags.rs`) produces exactly one
+//! [`Config`]; nothing downstream looks at raw flag strings again. Values here are resolved
+//! (credentials read, defaults applied, sizes checked) except the geometry, which may still
+//! have to come from the bucket (auto-detection happens in the store crate, because it needs
+//! the network).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret string (access key, password). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call sites are few and deliberate.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How requests are signed (`--authVersion`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthVersion {
+    /// AWS signature version 2 (`aws2`).
+    V2,
+    /// AWS signature version 4 (`aws4`, default).
+    V4,
+}
+
+/// Where credentials came from; logged (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// `--accessId` with `--accessKey`.
+    Flags,
+    /// `--accessKeyEnv=VAR`.
+    EnvVar(String),
+    /// An `id:key` line of this access file.
+    AccessFile(PathBuf),
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).
+    AwsEnvironment,
+}
+
+/// Resolved credentials. `None` in [`S3Settings::credentials`] means anonymous requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// Access key id.
+    pub access_id: String,
+    /// Secret access key.
+    pub access_key: Secret,
+    /// Session token (`x-amz-security-token`), from `AWS_SESSION_TOKEN`.
+    pub session_token: Option<Secret>,
+    /// Where these came from.
+    pub source: CredentialSource,
+}
+
+/// Everything the S3 client needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Base URL, always ending in `/` (`--baseURL`, or derived from `--region`/`--ssl`).
+    pub base_url: String,
+    /// Whether `--baseURL` was given explicitly.
+    pub base_url_explicit: bool,
+    /// Signing region (`--region`, default `us-east-1`).
+    pub region: String,
+    /// Virtual-hosted style URLs (`--vhost`, or implied by `--region` unless `--no-vhost`).
+    pub vhost: bool,
+    /// Request signing version.
+    pub auth_version: AuthVersion,
+    /// Resolved credentials; `None` = anonymous.
+    pub credentials: Option<Credentials>,
+    /// `--cacert`: extra CA bundle (PEM) to trust.
+    pub cacert: Option<PathBuf>,
+    /// `--insecure`: do not verify the server certificate.
+    pub insecure: bool,
+    /// `--http11` (we only speak HTTP/1.1 anyway; kept for compatibility).
+    pub http11: bool,
+    /// `--noCurlCache`: never reuse connections.
+    pub no_connection_reuse: bool,
+    /// `--timeout`: limit for one whole attempt, connect included.
+    pub timeout: Duration,
+    /// `--initialRetryPause`.
+    pub initial_retry_pause: Duration,
+    /// `--maxRetryPause`: cap on the sum of pauses.
+    pub max_retry_pause: Duration,
+    /// `--maxUploadSpeed` in bits per second.
+    pub max_upload_speed: Option<u64>,
+    /// `--maxDownloadSpeed` in bits per second.
+    pub max_download_speed: Option<u64>,
+    /// `--storageClass` (`x-amz-storage-class`).
+    pub storage_class: Option<String>,
+    /// `--sse` (`x-amz-server-side-encryption`).
+    pub sse: Option<String>,
+    /// `--sse-key-id`.
+    pub sse_key_id: Option<String>,
+    /// `--accessType` (`x-amz-acl`), default `private`.
+    pub access_type: String,
+    /// `--debug-http`.
+    pub debug_http: bool,
+}
+
+/// What the invocation asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve the disk (nbdkit plugin; or FUSE / `--nbd` from the CLI, which later issues build).
+    Serve,
+    /// `--erase`: delete every block and the mount token.
+    Erase,
+    /// `--reset-mounted-flag`: delete the mount token.
+    ResetMountedFlag,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bucket name; in `--test` mode the directory path (never split at `/`).
+    pub bucket: String,
+    /// Effective object-name prefix (`bucket/sub/dir` gives `sub/dir/`; or `--prefix` verbatim).
+    pub prefix: String,
+    /// `--test`: the bucket is a local directory.
+    pub test_mode: bool,
+    /// `--test-delays`.
+    pub test_delays: bool,
+    /// `--test-discard`.
+    pub test_discard: bool,
+    /// Mount point / device positional, when given.
+    pub mount_point: Option<String>,
+    /// `--blockSize` when given.
+    pub block_size: Option<u32>,
+    /// `--size` when given.
+    pub size: Option<u64>,
+    /// `--noAutoDetect`.
+    pub no_auto_detect: bool,
+    /// `--force`.
+    pub force: bool,
+    /// `--readOnly`.
+    pub read_only: bool,
+    /// `--blockHashPrefix`.
+    pub block_hash_prefix: bool,
+    /// Connection settings (unused in test mode).
+    pub s3: S3Settings,
+    /// `--ioThreads`: bound on block operations in flight (fan-out pool size).
+    pub io_threads: usize,
+    /// `--debug`.
+    pub debug: bool,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// `-f` (foreground).
+    pub foreground: bool,
+    /// Requested mode.
+    pub mode: Mode,
+    /// Options meant for FUSE (`-s`, `-o allow_other`, ...), in order; kept for the FUSE front end.
+    pub fuse_args: Vec<String>,
+    /// Names of every flag that appeared (after config-file expansion), for rules such as
+    /// "flag X given explicitly".
+    pub explicit: BTreeSet<String>,
+    /// Warnings found while parsing (flags accepted without effect, anonymous access, ...),
+    /// one line each; this crate never prints, the caller logs them.
+    pub warnings: Vec<String>,
+}
+
+/// s3backer's default block size when neither the flag nor the bucket says.
+pub const DEFAULT_BLOCK_SIZE: u32 = 4096;

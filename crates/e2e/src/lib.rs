@@ -1,0 +1,16 @@
+//! The end-to-end test harness (nbdkit's `tests/functions.sh`, in Rust): start a real Garage
+//! server on loopback ports of its own, real nbdkit with our plugin, real NBD clients, and
+//! Debian's s3backer for interoperability; clean every process up, also when a test panics.
+//!
+//! Nothing is mocked here. A missing tool is a test failure that names the tool (the setup
+//! script installs all of them); no test skips silently.
+
+pub mod garage;
+pub mod nbdkit;
+pub mod original;
+pub mod tools;
+
+pub use garage::Garage;
+pub use nbdkit::Nbdkit;
+pub use original::Original;
+pub use tools::*;

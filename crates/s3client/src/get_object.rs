@@ -1,0 +1,63 @@
+//! `GET` of one object (read a block, facts §4.2 / §4.7).
+//!
+//! * Sends `If-Match` / `If-None-Match` (`"<hex>"`) and `Accept-Encoding` only when asked.
+//! * Never decodes the body; enforces `max_body`.
+//! * 2xx → [`GetOutcome::Found`]; 304 to a conditional GET → [`GetOutcome::NotModified`];
+//!   404 → [`GetOutcome::NotFound`], **except** a 404 whose error code is `NoSuchBucket`,
+//!   which is an error: a missing bucket must never read as zeros.
+//! * 412 (If-Match failed: stale content) and every other error status are retried per
+//!   `retry.rs` and end as [`S3Error::Http`].
+
+use crate::client::{Prepared, S3Client, check_key, response_meta};
+use crate::error::S3Error;
+use crate::retry::Attempt;
+use crate::stats::Op;
+use crate::transport::Method;
+use crate::types::{Etag, GetOutcome, GetRequest, ObjectData};
+
+impl S3Client {
+    /// Reads object `key`.
+    pub fn get_object(&self, key: &str, req: &GetRequest) -> Result<GetOutcome, S3Error> {
+        check_key(key)?;
+        let inner = &self.inner;
+        let mut headers = Vec::new();
+        if let Some(e) = &req.if_match {
+            headers.push(("if-match".to_owned(), e.quoted()));
+        }
+        if let Some(e) = &req.if_none_match {
+            headers.push(("if-none-match".to_owned(), e.quoted()));
+        }
+        if let Some(enc) = &req.accept_encoding {
+            headers.push(("accept-encoding".to_owned(), enc.clone()));
+        }
+        let conditional = req.if_match.is_some() || req.if_none_match.is_some();
+        let prepared = Prepared {
+            op: Op::Get,
+            method: Method::Get,
+            path: inner.endpoint.object_path(key),
+            query: Vec::new(),
+            subresource: None,
+            headers,
+            body: None,
+            body_limit: req.max_body,
+        };
+        inner.execute(&prepared, |target, resp| match resp.status {
+            200..=299 => Attempt::Done(GetOutcome::Found(ObjectData {
+                etag: resp.header("etag").and_then(|v| Etag::parse_header(&v)),
+                content_encoding: resp.header("content-encoding"),
+                meta: response_meta(&resp),
+                body: resp.body,
+            })),
+            304 if conditional => Attempt::Done(GetOutcome::NotModified),
+            404 => {
+                let (code, _) = crate::xml::parse_error(&resp.body);
+                if code.as_deref() == Some("NoSuchBucket") {
+                    inner.http_failure(target, &resp, conditional)
+                } else {
+                    Attempt::Done(GetOutcome::NotFound)
+                }
+            }
+            _ => inner.http_failure(target, &resp, conditional),
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! A thin, synchronous S3 client with exactly the requests s3backer makes (facts §4): GET,
+//! HEAD, PUT and DELETE of one object, ListObjects V1, and Multi-Object Delete.
+//!
+//! # Brief overview
+//! [`S3Client::new`] takes the resolved [`s3backer_config::S3Settings`] and a bucket and
+//! builds one ureq agent (connection pool, timeout, TLS). Each operation lives in its own module and returns a typed
+//! result ([`GetOutcome`], [`ObjectInfo`], [`ListPage`], ...) or an [`S3Error`] carrying the
+//! errno the front ends report.
+//!
+//! # Key decisions
+//! * **Blocking, not async.** The nbdkit plugin forks after loading and our layers call from a
+//!   bounded thread pool; a blocking client on ureq needs no runtime and nothing to restart
+//!   after the fork. [`S3Client`] is `Clone + Send + Sync` and cheap to clone.
+//! * **Hand-written signing** (`sign_v4.rs`, `sign_v2.rs`) on RustCrypto: s3backer signs
+//!   exactly the headers it sets, and needs SigV2, which no crate offers.
+//! * **Retries inside the client** (`retry.rs`), with s3backer's schedule and classification,
+//!   plus a few deliberate exceptions (definitive error codes, 501, fail-fast HEAD at
+//!   startup).
+//!
+//! # Deliberate differences from s3backer
+//! * Keys (prefix included) are percent-encoded in URLs, and the same string is signed.
+//! * Bulk delete uses the configured URL style, and SigV2 signs its `?delete` sub-resource.
+//! * SigV2 sends the session token too; DELETE does not carry `x-amz-storage-class`.
+//! * ListObjects sends `prefix=`.
+//!
+//! # Modules
+//! `client` (construction, the shared execute/sign/classify path), one file per operation
+//! (`get_object`, `head_object`, `put_object`, `delete_object`, `delete_objects`,
+//! `list_objects`), `sign_v4`, `sign_v2`, `retry`, `transport`, `url`, `xml`, `date`,
+//! `stats`, `error`, `types`.
+#![deny(missing_docs)]
+// Tests may unwrap; library code may not (workspace lint `clippy::unwrap_used`).
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod client;
+mod date;
+mod delete_object;
+mod delete_objects;
+mod error;
+mod get_object;
+mod head_object;
+mod list_objects;
+mod put_object;
+mod retry;
+mod sign_v2;
+mod sign_v4;
+mod stats;
+mod transport;
+mod types;
+mod url;
+mod xml;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{ClientOptions, S3Client};
+pub use date::format_amz_timestamp;
+pub use delete_objects::MAX_DELETE_KEYS;
+pub use error::S3Error;
+pub use stats::ClientStats;
+pub use types::{
+    DeleteFailure, Etag, GetOutcome, GetRequest, ListPage, ObjectData, ObjectInfo, PutOutcome,
+    PutRequest,
+};

@@ -1,0 +1,361 @@
+//! The HTTP transport: one ureq [`Agent`] (connection pool, timeout, TLS) and one call that
+//! sends a fully prepared request and reads the response (facts §4.6).
+//!
+//! * Statuses are never errors here (`http_status_as_error(false)`); redirects are not
+//!   followed (`max_redirects(0)`): a 3xx reaching us is an error the retry layer handles, as
+//!   in s3backer.
+//! * `--timeout` bounds one whole attempt (connect included); zero means no limit.
+//! * Idle connections kept: `max_connections` (in total and per host); none with
+//!   `--noCurlCache`.
+//! * TLS: `--insecure` disables verification; `--cacert FILE` trusts exactly the PEM
+//!   certificates in FILE (like curl's `--cacert`); otherwise the platform verifier.
+//! * Bodies are never decoded (no `Accept-Encoding` of ureq's own; compressed blocks are
+//!   passed through raw). Success bodies are read up to the caller's limit; error bodies up to
+//!   [`ERROR_BODY_LIMIT`] (enough for an XML error document).
+//! * `--maxUploadSpeed` / `--maxDownloadSpeed` (bits/s): after a transfer, sleep until
+//!   `bytes / (speed / 8)` seconds have passed since it started (a per-transfer cap, like
+//!   curl's).
+//! * `--debug-http`: method, URL, status and (≤ 2000 bytes of) error bodies at debug level.
+//!   Request headers are never logged, so neither is `Authorization`.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+use ureq::tls::{PemItem, RootCerts, TlsConfig};
+
+use crate::error::S3Error;
+use crate::stats::TransportClass;
+use s3backer_config::S3Settings;
+
+/// Largest error body read (bytes); the rest is dropped with the connection.
+pub(crate) const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+/// Largest error body excerpt logged with `--debug-http`.
+const DEBUG_BODY_LIMIT: usize = 2000;
+
+/// HTTP methods we use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Head,
+    Put,
+    Post,
+    Delete,
+}
+
+impl Method {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn to_http(self) -> http::Method {
+        match self {
+            Method::Get => http::Method::GET,
+            Method::Head => http::Method::HEAD,
+            Method::Put => http::Method::PUT,
+            Method::Post => http::Method::POST,
+            Method::Delete => http::Method::DELETE,
+        }
+    }
+}
+
+/// A request ready to go: URL, every header (signed ones included), body.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    pub(crate) url: &'a str,
+    /// `Host` header value.
+    pub(crate) host: &'a str,
+    pub(crate) headers: &'a [(String, String)],
+    /// Body for PUT/POST (`None` sends none).
+    pub(crate) body: Option<&'a [u8]>,
+    /// Largest success body accepted (0 = unlimited).
+    pub(crate) body_limit: usize,
+}
+
+/// A response: status, headers and (possibly truncated, for errors) body.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Incoming {
+    /// A header as text (non-UTF-8 bytes replaced).
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+}
+
+/// Why an attempt got no response.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Timeout,
+    Connect(String),
+    HostUnknown(String),
+    Other(String),
+    /// The success body exceeded `body_limit`.
+    TooLarge,
+}
+
+impl Failure {
+    pub(crate) fn class(&self) -> TransportClass {
+        match self {
+            Failure::Timeout => TransportClass::Timeout,
+            Failure::Connect(_) => TransportClass::Connect,
+            Failure::HostUnknown(_) => TransportClass::HostUnknown,
+            Failure::Other(_) | Failure::TooLarge => TransportClass::Other,
+        }
+    }
+}
+
+fn classify(e: ureq::Error) -> Failure {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Timeout(_) => Failure::Timeout,
+        ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
+        ureq::Error::HostNotFound => Failure::HostUnknown("host not found".into()),
+        ureq::Error::ConnectionFailed => Failure::Connect("connection failed".into()),
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => Failure::Timeout,
+            ErrorKind::ConnectionRefused
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::AddrNotAvailable => Failure::Connect(io.to_string()),
+            _ => match io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            {
+                Some(ureq::Error::Timeout(_)) => Failure::Timeout,
+                Some(ureq::Error::BodyExceedsLimit(_)) => Failure::TooLarge,
+                _ => Failure::Other(io.to_string()),
+            },
+        },
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+/// The agent plus the settings that shape each transfer.
+pub(crate) struct Transport {
+    agent: Agent,
+    debug_http: bool,
+    max_upload_bps: Option<u64>,
+    max_download_bps: Option<u64>,
+}
+
+/// Reads a PEM bundle; an error if unreadable or without any certificate.
+fn load_cacert(path: &std::path::Path) -> Result<RootCerts, S3Error> {
+    let pem = std::fs::read(path).map_err(|e| S3Error::Config {
+        detail: format!("cannot read CA file {}: {e}", path.display()),
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(S3Error::Config {
+                    detail: format!("bad PEM in CA file {}: {e}", path.display()),
+                });
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(S3Error::Config {
+            detail: format!("no PEM certificate in CA file {}", path.display()),
+        });
+    }
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+impl Transport {
+    pub(crate) fn new(
+        settings: &S3Settings,
+        max_connections: usize,
+        user_agent: &str,
+    ) -> Result<Transport, S3Error> {
+        let mut tls = TlsConfig::builder();
+        if settings.insecure {
+            tls = tls.disable_verification(true);
+        } else if let Some(path) = &settings.cacert {
+            tls = tls.root_certs(load_cacert(path)?);
+        } else {
+            tls = tls.root_certs(RootCerts::PlatformVerifier);
+        }
+        let idle = if settings.no_connection_reuse {
+            0
+        } else {
+            max_connections
+        };
+        let timeout = (!settings.timeout.is_zero()).then_some(settings.timeout);
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(timeout)
+            .max_idle_connections(idle)
+            .max_idle_connections_per_host(idle)
+            .user_agent(user_agent)
+            .accept_encoding("")
+            .tls_config(tls.build())
+            .build();
+        Ok(Transport {
+            agent: config.new_agent(),
+            debug_http: settings.debug_http,
+            max_upload_bps: settings.max_upload_speed.filter(|&s| s > 0),
+            max_download_bps: settings.max_download_speed.filter(|&s| s > 0),
+        })
+    }
+
+    /// Sends one attempt.
+    pub(crate) fn send(&self, out: &Outgoing<'_>) -> Result<Incoming, Failure> {
+        let started = Instant::now();
+        let mut builder = http::Request::builder()
+            .method(out.method.to_http())
+            .uri(out.url)
+            .header(http::header::HOST, out.host);
+        for (name, value) in out.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let result = match out.body {
+            Some(body) => builder
+                .header(http::header::CONTENT_LENGTH, body.len())
+                .body(body)
+                .map_err(|e| Failure::Other(format!("bad request: {e}")))
+                .and_then(|r| self.agent.run(r).map_err(classify)),
+            None => builder
+                .body(())
+                .map_err(|e| Failure::Other(format!("bad request: {e}")))
+                .and_then(|r| self.agent.run(r).map_err(classify)),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(f) => {
+                if self.debug_http {
+                    log::debug!("{} {} failed: {f:?}", out.method.as_str(), out.url);
+                }
+                return Err(f);
+            }
+        };
+        let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let body = if out.method == Method::Head {
+            Vec::new()
+        } else if status >= 300 {
+            // An error document: read what we need, tolerate a broken body.
+            let mut buf = Vec::new();
+            let _ = body
+                .into_reader()
+                .take(ERROR_BODY_LIMIT)
+                .read_to_end(&mut buf);
+            buf
+        } else {
+            let limit = if out.body_limit == 0 {
+                u64::MAX
+            } else {
+                out.body_limit as u64
+            };
+            body.into_with_config()
+                .limit(limit)
+                .read_to_vec()
+                .map_err(classify)?
+        };
+        if self.debug_http {
+            log::debug!("{} {} -> {status}", out.method.as_str(), out.url);
+            if status >= 300 && !body.is_empty() {
+                let shown = &body[..body.len().min(DEBUG_BODY_LIMIT)];
+                log::debug!(
+                    "error body: {}",
+                    String::from_utf8_lossy(shown).escape_debug()
+                );
+            }
+        }
+        self.throttle(
+            started,
+            out.body.map_or(0, <[u8]>::len) as u64,
+            body.len() as u64,
+        );
+        Ok(Incoming {
+            status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sleeps so the transfer does not beat the configured speed caps.
+    fn throttle(&self, started: Instant, sent: u64, received: u64) {
+        let need = |bytes: u64, bps: Option<u64>| {
+            bps.map_or(Duration::ZERO, |bps| {
+                Duration::from_secs_f64(bytes as f64 * 8.0 / bps as f64)
+            })
+        };
+        let wanted = need(sent, self.max_upload_bps).max(need(received, self.max_download_bps));
+        let elapsed = started.elapsed();
+        if wanted > elapsed {
+            std::thread::sleep(wanted - elapsed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cacert_errors() {
+        let dir = std::env::temp_dir().join(format!("s3client-cacert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let e = load_cacert(&missing).unwrap_err();
+        assert!(e.to_string().contains("cannot read CA file"), "{e}");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, b"not a certificate\n").unwrap();
+        let e = load_cacert(&empty).unwrap_err();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        // A PEM certificate block is accepted (its contents are checked at handshake time).
+        let good = dir.join("good.pem");
+        std::fs::write(
+            &good,
+            b"# comment\n-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQoLDA0ODw==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(load_cacert(&good).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ureq_errors_are_classified() {
+        use std::io;
+        assert_eq!(
+            classify(ureq::Error::Io(io::Error::from(
+                io::ErrorKind::ConnectionRefused
+            ))),
+            Failure::Connect(io::Error::from(io::ErrorKind::ConnectionRefused).to_string())
+        );
+        assert_eq!(
+            classify(ureq::Error::Io(io::Error::from(io::ErrorKind::TimedOut))),
+            Failure::Timeout
+        );
+        assert!(matches!(
+            classify(ureq::Error::HostNotFound),
+            Failure::HostUnknown(_)
+        ));
+        assert_eq!(
+            classify(ureq::Error::BodyExceedsLimit(5)),
+            Failure::TooLarge
+        );
+        assert!(matches!(
+            classify(ureq::Error::Io(io::Error::from(
+                io::ErrorKind::ConnectionReset
+            ))),
+            Failure::Other(_)
+        ));
+    }
+}

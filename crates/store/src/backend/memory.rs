@@ -1,0 +1,165 @@
+//! An in-memory object store with per-operation call counters, for unit tests of the layers
+//! above it: tests assert both the bytes and the requests ("a zero write issues one DELETE and
+//! no PUT").
+
+use super::*;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An operation, for counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// GET.
+    Get,
+    /// HEAD.
+    Head,
+    /// PUT.
+    Put,
+    /// DELETE.
+    Delete,
+    /// Multi-object delete.
+    DeleteMany,
+    /// List.
+    List,
+}
+
+const OPS: usize = 6;
+
+/// A stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Body.
+    pub body: Vec<u8>,
+    /// Metadata as given to PUT.
+    pub meta: Vec<(String, String)>,
+    /// Content-Encoding as given to PUT.
+    pub content_encoding: Option<String>,
+    /// Content-Type as given to PUT.
+    pub content_type: Option<String>,
+}
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemoryBackend {
+    objects: Mutex<BTreeMap<String, StoredObject>>,
+    counts: [AtomicU64; OPS],
+    /// When set, `delete_many` fails as servers without bulk delete do.
+    pub refuse_bulk_delete: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn count(&self, op: Op) {
+        self.counts[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times `op` was called.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.counts[op as usize].load(Ordering::Relaxed)
+    }
+
+    /// Resets all counters.
+    pub fn reset_counts(&self) {
+        self.counts.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+    }
+
+    /// A copy of an object.
+    pub fn object(&self, key: &str) -> Option<StoredObject> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Stores an object directly (an out-of-band change by another writer).
+    pub fn insert(&self, key: &str, object: StoredObject) {
+        self.lock().insert(key.to_string(), object);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoredObject>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ObjectBackend for MemoryBackend {
+    fn caps(&self) -> BackendCaps {
+        BackendCaps { metadata: true }
+    }
+
+    fn description(&self, prefix: &str) -> String {
+        format!("memory:///{prefix}")
+    }
+
+    fn get(&self, key: &str, _req: &GetRequest) -> BackendResult<GetOutcome> {
+        self.count(Op::Get);
+        Ok(match self.lock().get(key) {
+            Some(o) => GetOutcome::Found(ObjectData {
+                body: o.body.clone(),
+                etag: None,
+                content_encoding: o.content_encoding.clone(),
+                meta: o.meta.clone(),
+            }),
+            None => GetOutcome::NotFound,
+        })
+    }
+
+    fn head(&self, key: &str, _startup_probe: bool) -> BackendResult<Option<ObjectInfo>> {
+        self.count(Op::Head);
+        Ok(self.lock().get(key).map(|o| ObjectInfo {
+            etag: None,
+            content_length: Some(o.body.len() as u64),
+            meta: o.meta.clone(),
+        }))
+    }
+
+    fn put(&self, key: &str, body: &[u8], req: &PutRequest) -> BackendResult<PutOutcome> {
+        self.count(Op::Put);
+        let object = StoredObject {
+            body: body.to_vec(),
+            meta: req.meta.clone(),
+            content_encoding: req.content_encoding.clone(),
+            content_type: req.content_type.clone(),
+        };
+        self.lock().insert(key.to_string(), object);
+        Ok(PutOutcome { etag: None })
+    }
+
+    fn delete(&self, key: &str) -> BackendResult<()> {
+        self.count(Op::Delete);
+        self.lock().remove(key);
+        Ok(())
+    }
+
+    fn delete_many(&self, keys: &[String]) -> BackendResult<Vec<DeleteFailure>> {
+        self.count(Op::DeleteMany);
+        if self.refuse_bulk_delete.load(Ordering::Relaxed) {
+            return Err(BackendError::Injected("bulk delete refused".into()));
+        }
+        let mut objects = self.lock();
+        keys.iter().for_each(|k| {
+            objects.remove(k);
+        });
+        Ok(Vec::new())
+    }
+
+    fn list(&self, prefix: &str, marker: &str, max_keys: u32) -> BackendResult<ListPage> {
+        self.count(Op::List);
+        let objects = self.lock();
+        let mut keys: Vec<String> = objects
+            .keys()
+            .filter(|k| k.starts_with(prefix) && k.as_str() > marker)
+            .take(max_keys as usize + 1)
+            .cloned()
+            .collect();
+        let is_truncated = keys.len() > max_keys as usize;
+        keys.truncate(max_keys as usize);
+        Ok(ListPage { keys, is_truncated })
+    }
+}

@@ -1,0 +1,341 @@
+//! The bottom layer: blocks as objects, in s3backer's format.
+//!
+//! Owns the mapping block ⇄ object: the object name ([`KeyFormat`]), the headers of a block PUT
+//! (Content-Type, the size metadata on block 0), "all-zero block = no object" in both directions,
+//! the length check of what comes back, bulk deletes, and the parallel listing of the bucket.
+//!
+//! Blocks stored with a `Content-Encoding` (compressed or encrypted by s3backer) are refused with
+//! a clear error: decoding them is the codec's job, which this release does not have yet.
+
+use crate::backend::{DeleteFailure, GetOutcome, GetRequest, ObjectBackend, PutRequest};
+use crate::format::keys::KeyFormat;
+use crate::format::{is_zero, meta};
+use crate::{BlockNum, BlockStore, Geometry, StoreError, StoreResult};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Keys per multi-object delete request (the S3 limit).
+pub const DELETE_BATCH: usize = 1000;
+/// Keys per listing page (the S3 limit).
+const LIST_PAGE: u32 = 1000;
+/// Parallel single DELETEs when bulk delete is unavailable (compat: s3backer's erase uses 25).
+const SINGLE_DELETE_THREADS: usize = 16;
+
+/// Blocks stored as objects.
+pub struct ObjectBlocks {
+    backend: Arc<dyn ObjectBackend>,
+    keys: KeyFormat,
+    geometry: Geometry,
+    read_only: bool,
+    /// Cleared once the server refuses DeleteObjects; from then on single DELETEs are used.
+    bulk_delete: AtomicBool,
+}
+
+impl ObjectBlocks {
+    /// The layer over `backend`.
+    pub fn new(backend: Arc<dyn ObjectBackend>, keys: KeyFormat, geometry: Geometry, read_only: bool) -> Self {
+        ObjectBlocks { backend, keys, geometry, read_only, bulk_delete: AtomicBool::new(true) }
+    }
+
+    fn check_writable(&self) -> StoreResult<()> {
+        if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
+    }
+
+    /// Deletes the objects of `blocks` (any number), in bulk where the server allows it.
+    pub fn delete_blocks(&self, blocks: &[BlockNum]) -> StoreResult<()> {
+        self.check_writable()?;
+        for batch in blocks.chunks(DELETE_BATCH) {
+            let keys: Vec<String> = batch.iter().map(|&b| self.keys.block_key(b)).collect();
+            let leftovers = if self.bulk_delete.load(Ordering::Relaxed) && keys.len() > 1 {
+                match self.backend.delete_many(&keys) {
+                    Ok(failures) => failures_to_retry(failures),
+                    Err(e) => {
+                        if self.bulk_delete.swap(false, Ordering::Relaxed) {
+                            log::warn!("bulk delete failed ({e}); using single DELETE requests from now on");
+                        }
+                        keys
+                    }
+                }
+            } else {
+                keys
+            };
+            self.delete_singly(&leftovers)?;
+        }
+        Ok(())
+    }
+
+    fn delete_singly(&self, keys: &[String]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let per_thread = keys.len().div_ceil(SINGLE_DELETE_THREADS);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = keys
+                .chunks(per_thread)
+                .map(|chunk| s.spawn(move || chunk.iter().try_for_each(|k| self.backend.delete(k))))
+                .collect();
+            workers.into_iter().try_for_each(|w| match w.join() {
+                Ok(result) => result.map_err(StoreError::from),
+                Err(_) => Err(StoreError::Panic("delete worker panicked".into())),
+            })
+        })
+    }
+
+    /// Lists one contiguous range `[min, max]` of first-8-hex-digit values (s3backer's partition
+    /// of the key space, §2.7), reporting the blocks found.
+    fn survey_range(&self, min: u32, max: u32, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()> {
+        let prefix = &self.keys.prefix;
+        // "0000000/" sorts just before "00000000".
+        let mut marker =
+            if min == 0 { format!("{prefix}0000000/") } else { format!("{prefix}{:08x}", min - 1) };
+        let max_hex = format!("{max:08x}");
+        loop {
+            let page = self.backend.list(prefix, &marker, LIST_PAGE)?;
+            for key in &page.keys {
+                let in_range = self.keys.sort_value(key).is_some_and(|v| (min..=max).contains(&v));
+                if let Some(block) = self.keys.parse_block_key(key, self.geometry.num_blocks) {
+                    if in_range {
+                        report(block);
+                    }
+                }
+            }
+            let Some(last) = page.keys.last() else { break };
+            // Past the range: every later key's first eight characters sort after max.
+            let head = last.get(prefix.len()..).map(|r| &r[..r.len().min(8)]).unwrap_or("");
+            if !page.is_truncated || head > max_hex.as_str() {
+                break;
+            }
+            marker = last.clone();
+        }
+        Ok(())
+    }
+}
+
+/// Keys a multi-object delete reported as failed: retried one by one (each retry has the
+/// client's own backoff), so one transient per-key error does not fail the whole trim.
+fn failures_to_retry(failures: Vec<DeleteFailure>) -> Vec<String> {
+    for f in &failures {
+        log::warn!("bulk delete error: key={} code={} message={}; retrying it alone", f.key, f.code, f.message);
+    }
+    failures.into_iter().map(|f| f.key).collect()
+}
+
+/// s3backer's partition of `[0, last]` into `threads` contiguous ranges (§2.7).
+pub fn partition(last: u32, threads: usize) -> Vec<(u32, u32)> {
+    let threads = threads.max(1) as u64;
+    let mut ranges = Vec::new();
+    let mut next_min = 0u64;
+    for i in 0..threads {
+        let max = if i == threads - 1 { u64::from(last) } else { u64::from(last) * (i + 1) / threads };
+        let min = next_min.min(u64::from(last));
+        let max = max.clamp(min, u64::from(last));
+        ranges.push((min as u32, max as u32));
+        next_min = max + 1;
+        if max == u64::from(last) {
+            break;
+        }
+    }
+    ranges
+}
+
+impl BlockStore for ObjectBlocks {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn read_block(&self, block: BlockNum, buf: &mut [u8]) -> StoreResult<()> {
+        let key = self.keys.block_key(block);
+        let bs = self.geometry.block_size as usize;
+        // Encoded blocks are at most slightly larger than the block (zlib's compressBound).
+        let req = GetRequest { max_body: bs + bs / 1000 + 64, ..Default::default() };
+        match self.backend.get(&key, &req)? {
+            GetOutcome::NotFound => {
+                buf.fill(0);
+                Ok(())
+            }
+            GetOutcome::NotModified => Err(StoreError::Corrupt {
+                block,
+                detail: "unexpected 304 Not Modified for an unconditional GET".into(),
+            }),
+            GetOutcome::Found(data) => {
+                if let Some(enc) = data.content_encoding.as_deref().filter(|e| !e.trim().is_empty()) {
+                    return Err(StoreError::Corrupt {
+                        block,
+                        detail: format!(
+                            "object {key} is stored with Content-Encoding \"{enc}\" (compressed or encrypted by s3backer); \
+                             this release cannot decode it yet"
+                        ),
+                    });
+                }
+                if data.body.len() != bs {
+                    return Err(StoreError::Corrupt {
+                        block,
+                        detail: format!("object {key} has {} bytes, expected {bs}", data.body.len()),
+                    });
+                }
+                buf.copy_from_slice(&data.body);
+                Ok(())
+            }
+        }
+    }
+
+    fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
+        self.check_writable()?;
+        let key = self.keys.block_key(block);
+        if is_zero(data) {
+            if block == 0 {
+                log::debug!("block 0 is now all zeros: its object (and the size metadata on it) is deleted");
+            }
+            return Ok(self.backend.delete(&key)?);
+        }
+        let req = PutRequest {
+            content_type: Some(meta::BLOCK_CONTENT_TYPE.to_string()),
+            content_encoding: None,
+            meta: if block == 0 {
+                meta::geometry_meta(self.geometry.block_size, self.geometry.size())
+            } else {
+                Vec::new()
+            },
+        };
+        self.backend.put(&key, data, &req)?;
+        Ok(())
+    }
+
+    fn zero_blocks(&self, blocks: &[BlockNum]) -> StoreResult<()> {
+        self.delete_blocks(blocks)
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        Ok(self.backend.sync()?)
+    }
+
+    fn survey(&self, threads: usize, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()> {
+        let last = self.keys.last_sort_value(self.geometry.num_blocks);
+        let ranges = partition(last, threads);
+        std::thread::scope(|s| {
+            let workers: Vec<_> =
+                ranges.iter().map(|&(min, max)| s.spawn(move || self.survey_range(min, max, report))).collect();
+            workers.into_iter().try_for_each(|w| match w.join() {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Panic("listing worker panicked".into())),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::{MemoryBackend, Op};
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    fn layer(hashed: bool, blocks: u32) -> (Arc<MemoryBackend>, ObjectBlocks) {
+        let mem = Arc::new(MemoryBackend::new());
+        let keys = KeyFormat { prefix: "pre/".into(), hashed };
+        let geometry = Geometry { block_size: 512, num_blocks: blocks };
+        (mem.clone(), ObjectBlocks::new(mem, keys, geometry, false))
+    }
+
+    #[test]
+    fn zero_blocks_are_no_objects() {
+        let (mem, l) = layer(false, 16);
+        let mut buf = vec![7u8; 512];
+        l.read_block(3, &mut buf).expect("read");
+        assert!(buf.iter().all(|&b| b == 0), "missing object reads as zeros");
+        l.write_block(3, &[9u8; 512]).expect("write");
+        assert_eq!(mem.keys(), vec!["pre/00000003".to_string()]);
+        let obj = mem.object("pre/00000003").expect("stored");
+        assert_eq!(obj.content_type.as_deref(), Some("application/x-s3backer-block"));
+        assert!(obj.meta.is_empty(), "only block 0 carries the size metadata");
+        mem.reset_counts();
+        l.write_block(3, &[0u8; 512]).expect("zero write");
+        assert_eq!((mem.calls(Op::Put), mem.calls(Op::Delete)), (0, 1));
+        assert!(mem.keys().is_empty());
+    }
+
+    #[test]
+    fn block_zero_carries_geometry() {
+        let (mem, l) = layer(false, 16);
+        l.write_block(0, &[1u8; 512]).expect("write");
+        let obj = mem.object("pre/00000000").expect("stored");
+        assert_eq!(meta::parse_geometry(&obj.meta), Some((512, 16 * 512)));
+    }
+
+    #[test]
+    fn wrong_length_and_encoded_objects_are_errors() {
+        let (mem, l) = layer(false, 16);
+        let short = crate::backend::memory::StoredObject {
+            body: vec![1; 100],
+            meta: vec![],
+            content_encoding: None,
+            content_type: None,
+        };
+        mem.insert("pre/00000001", short.clone());
+        let mut buf = vec![0u8; 512];
+        let err = l.read_block(1, &mut buf).expect_err("short object");
+        assert!(err.to_string().contains("has 100 bytes, expected 512"), "{err}");
+        assert_eq!(err.errno(), libc::EIO);
+        mem.insert("pre/00000002", crate::backend::memory::StoredObject { body: vec![1; 512], content_encoding: Some("deflate".into()), ..short });
+        let err = l.read_block(2, &mut buf).expect_err("encoded");
+        assert!(err.to_string().contains("Content-Encoding \"deflate\""), "{err}");
+    }
+
+    #[test]
+    fn bulk_delete_batches_and_falls_back() {
+        let (mem, l) = layer(false, 3000);
+        for b in 0..2500 {
+            l.write_block(b, &[1u8; 512]).expect("write");
+        }
+        mem.reset_counts();
+        let blocks: Vec<u32> = (0..2500).collect();
+        l.zero_blocks(&blocks[..2100]).expect("bulk");
+        assert_eq!((mem.calls(Op::DeleteMany), mem.calls(Op::Delete)), (3, 0));
+        mem.refuse_bulk_delete.store(true, Ordering::Relaxed);
+        mem.reset_counts();
+        l.zero_blocks(&blocks[2100..]).expect("fallback");
+        assert_eq!((mem.calls(Op::DeleteMany), mem.calls(Op::Delete)), (1, 400));
+        assert!(mem.keys().is_empty());
+        mem.reset_counts();
+        l.zero_blocks(&blocks[..5]).expect("no more bulk attempts");
+        assert_eq!((mem.calls(Op::DeleteMany), mem.calls(Op::Delete)), (0, 5));
+    }
+
+    #[test]
+    fn partition_matches_the_facts() {
+        assert_eq!(partition(99, 4), vec![(0, 24), (25, 49), (50, 74), (75, 99)]);
+        assert_eq!(partition(0, 4), vec![(0, 0)]);
+        assert_eq!(partition(u32::MAX, 2), vec![(0, u32::MAX / 2), (u32::MAX / 2 + 1, u32::MAX)]);
+        let ranges = partition(2, 16);
+        assert_eq!(ranges.first().map(|r| r.0), Some(0));
+        assert_eq!(ranges.last().map(|r| r.1), Some(2));
+    }
+
+    fn surveyed(l: &ObjectBlocks, threads: usize) -> BTreeSet<u32> {
+        let found = Mutex::new(BTreeSet::new());
+        l.survey(threads, &|b| {
+            found.lock().expect("lock").insert(b);
+        })
+        .expect("survey");
+        found.into_inner().expect("lock")
+    }
+
+    #[test]
+    fn survey_finds_exactly_the_blocks() {
+        for hashed in [false, true] {
+            let (mem, l) = layer(hashed, 5000);
+            let written: BTreeSet<u32> = (0..5000).filter(|b| b % 3 == 0 || b % 7 == 1).collect();
+            for &b in &written {
+                l.write_block(b, &[1u8; 512]).expect("write");
+            }
+            // Junk that must be ignored.
+            let junk = crate::backend::memory::StoredObject { body: vec![], meta: vec![], content_encoding: None, content_type: None };
+            for k in ["pre/s3backer-mounted", "pre/0000zzzz", "other/00000001", "pre/00001388", "pre/00000001x"] {
+                mem.insert(k, junk.clone());
+            }
+            for threads in [1, 3, 16] {
+                assert_eq!(surveyed(&l, threads), written, "hashed={hashed} threads={threads}");
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The s3backer block store: a disk made of objects in a bucket.
+//!
+//! # The stack
+//! ```text
+//!   front ends (nbdkit plugin, CLI; FUSE later)
+//!        │ byte ranges
+//!   Disk                 partial-block split, bounded parallel fan-out, per-block write locks
+//!        │ BlockStore (whole blocks, or parts a layer may serve natively)
+//!   Checked              layer contract checks at the boundary
+//!        │ BlockStore
+//!   [codec, zero map, block cache: later releases slot in here]
+//!        │ BlockStore
+//!   ObjectBlocks         block ⇄ object: names, size metadata, zero = no object, bulk delete, listing
+//!        │ ObjectBackend (GET/PUT/HEAD/DELETE/DeleteObjects/List)
+//!   S3Backend | DirBackend (--test) | MemoryBackend, FaultyBackend (tests)
+//! ```
+//! [`Volume`] owns the lifecycle (connect, auto-detect, mount token, build, release);
+//! [`erase`] implements `--erase`.
+#![deny(missing_docs)]
+
+pub mod backend;
+mod disk;
+pub mod erase;
+mod error;
+pub mod format;
+mod layer;
+pub mod layers;
+pub mod logging;
+mod rand;
+mod volume;
+
+pub use disk::Disk;
+pub use error::{StoreError, StoreResult};
+pub use layer::{BlockNum, BlockStore, Geometry};
+pub use volume::{Volume, connect};

@@ -1,0 +1,297 @@
+//! A volume: one disk in one bucket (or directory) and its lifecycle, shared by every front end.
+//!
+//! ```text
+//! Volume::open      connect, auto-detect the geometry, check the mount token   (no threads: safe
+//!                   before nbdkit forks; every user error is reported here)
+//! establish_mount   write our mount token (never with --readOnly)
+//! build_disk        assemble the layer stack and the I/O pool                 (after any fork)
+//! ... serve ...
+//! Disk::shutdown    flush everything
+//! release_mount     delete the token, only if it is still ours and the flush succeeded
+//! ```
+
+use crate::backend::dir::{DirBackend, DirOptions};
+use crate::backend::s3::S3Backend;
+use crate::backend::{GetOutcome, GetRequest, ObjectBackend, PutRequest};
+use crate::format::keys::KeyFormat;
+use crate::format::meta;
+use crate::layers::{Checked, ObjectBlocks};
+use crate::{BlockStore, Disk, Geometry, StoreError, StoreResult};
+use s3backer_config::{Config, DEFAULT_BLOCK_SIZE, Mode, format_size};
+use s3backer_s3client::{ClientOptions, S3Client};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// One disk in one bucket.
+pub struct Volume {
+    config: Config,
+    backend: Arc<dyn ObjectBackend>,
+    keys: KeyFormat,
+    geometry: Geometry,
+    /// The token we wrote, once written.
+    our_token: Mutex<Option<u32>>,
+}
+
+impl Volume {
+    /// Connects to the configured bucket or directory and validates it against the configuration
+    /// (see the module documentation).
+    pub fn open(config: &Config) -> StoreResult<Volume> {
+        let backend = connect(config)?;
+        Self::open_with_backend(config, backend)
+    }
+
+    /// Like [`Volume::open`] over a given backend (tests, tools).
+    pub fn open_with_backend(config: &Config, backend: Arc<dyn ObjectBackend>) -> StoreResult<Volume> {
+        let keys = KeyFormat { prefix: config.prefix.clone(), hashed: config.block_hash_prefix };
+        let geometry = detect_geometry(config, backend.as_ref(), &keys)?;
+        let volume = Volume { config: config.clone(), backend, keys, geometry, our_token: Mutex::new(None) };
+        if config.mode == Mode::Serve {
+            volume.check_not_mounted()?;
+        }
+        Ok(volume)
+    }
+
+    /// The disk's shape.
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The configuration this volume was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the disk lives, for logs.
+    pub fn description(&self) -> String {
+        self.backend.description(&self.keys.prefix)
+    }
+
+    /// The backend (tests and tools).
+    pub fn backend(&self) -> &Arc<dyn ObjectBackend> {
+        &self.backend
+    }
+
+    /// The object names of this disk.
+    pub fn keys(&self) -> &KeyFormat {
+        &self.keys
+    }
+
+    fn progress(&self, msg: &str) {
+        if !self.config.quiet {
+            log::info!("{msg}");
+        }
+    }
+
+    /// The mount token in the bucket: 0 when not mounted.
+    pub fn read_mount_token(&self) -> StoreResult<u32> {
+        if !self.backend.caps().metadata {
+            return Ok(0);
+        }
+        Ok(match self.backend.head(&self.keys.mount_token_key(), true)? {
+            None => 0,
+            Some(info) => meta::parse_mount_token(&info.meta),
+        })
+    }
+
+    fn check_not_mounted(&self) -> StoreResult<()> {
+        let token = self.read_mount_token()?;
+        if token == 0 {
+            return Ok(());
+        }
+        let what = format!(
+            "{} appears to be already mounted (mount token 0x{token:08x} in object \"{}\")",
+            self.description(),
+            self.keys.mount_token_key()
+        );
+        if self.config.force {
+            log::warn!("{what}; continuing because of --force");
+            return Ok(());
+        }
+        Err(StoreError::AlreadyMounted(format!(
+            "{what}; if it is not mounted anywhere, clear the flag with --reset-mounted-flag, or use --force"
+        )))
+    }
+
+    /// Writes a fresh mount token (not with `--readOnly`, and not where the backend has no
+    /// metadata: the directory backend holds a lock instead).
+    pub fn establish_mount(&self) -> StoreResult<()> {
+        if self.config.read_only || !self.backend.caps().metadata {
+            return Ok(());
+        }
+        let token = loop {
+            let t = crate::rand::random_u32() & 0x7fff_ffff;
+            if t != 0 && t != meta::SHARED_DISK_TOKEN {
+                break t;
+            }
+        };
+        let body = format!("{}\n{}\n", hostname(), s3backer_s3client::format_amz_timestamp(std::time::SystemTime::now()));
+        let req = PutRequest {
+            content_type: Some(meta::TOKEN_CONTENT_TYPE.to_string()),
+            content_encoding: None,
+            meta: vec![(meta::META_MOUNT_TOKEN.to_string(), format!("{token:08x}"))],
+        };
+        self.backend.put(&self.keys.mount_token_key(), body.as_bytes(), &req)?;
+        *self.our_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        self.progress(&format!("established new mount token 0x{token:08x}"));
+        Ok(())
+    }
+
+    /// Deletes our mount token, if we wrote one and it is still ours (another instance may have
+    /// taken the bucket over with `--force`; its token is not ours to delete).
+    pub fn release_mount(&self) -> StoreResult<()> {
+        let Some(ours) = self.our_token.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        let current = self.read_mount_token()?;
+        if current != ours {
+            log::warn!(
+                "mount token changed while mounted (bucket has 0x{current:08x}, ours was 0x{ours:08x}); leaving it in place"
+            );
+            return Ok(());
+        }
+        self.backend.delete(&self.keys.mount_token_key())?;
+        self.progress(&format!("cleared mount token 0x{ours:08x}"));
+        Ok(())
+    }
+
+    /// Deletes the mount token whatever it is (`--reset-mounted-flag`).
+    pub fn reset_mount_token(&self) -> StoreResult<()> {
+        if self.config.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        self.backend.delete(&self.keys.mount_token_key())?;
+        self.backend.sync()?;
+        Ok(())
+    }
+
+    /// The bottom of the stack, without the top (tools such as `--erase` use it directly).
+    pub fn object_blocks(&self) -> ObjectBlocks {
+        ObjectBlocks::new(self.backend.clone(), self.keys.clone(), self.geometry, self.config.read_only)
+    }
+
+    /// Assembles the layer stack and the disk on top. Starts threads: call after any fork.
+    pub fn build_disk(&self) -> StoreResult<Disk> {
+        let bottom: Arc<dyn BlockStore> = Arc::new(self.object_blocks());
+        let stack: Arc<dyn BlockStore> = Arc::new(Checked::new(bottom));
+        Disk::new(stack, self.config.io_threads, self.config.read_only)
+    }
+}
+
+/// The backend the configuration names.
+pub fn connect(config: &Config) -> StoreResult<Arc<dyn ObjectBackend>> {
+    if config.test_mode {
+        let options =
+            DirOptions { read_only: config.read_only, delays: config.test_delays, discard: config.test_discard };
+        return Ok(Arc::new(DirBackend::open(Path::new(&config.bucket), &config.prefix, options)?));
+    }
+    let options = ClientOptions {
+        // The pool's threads plus nbdkit's own (16 by default) each may hold a connection.
+        max_connections: config.io_threads + 16,
+        user_agent: format!("s3backer-rs/{}", env!("CARGO_PKG_VERSION")),
+    };
+    let client = S3Client::new(&config.s3, &config.bucket, options).map_err(crate::backend::BackendError::from)?;
+    Ok(Arc::new(S3Backend::new(client)))
+}
+
+/// s3backer's size auto-detection (§2.5) and the checks of the result.
+fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyFormat) -> StoreResult<Geometry> {
+    let detected = if config.no_auto_detect || !backend.caps().metadata {
+        None
+    } else {
+        if !config.quiet {
+            log::info!("auto-detecting block size and total file size...");
+        }
+        let key = keys.block_key(0);
+        match backend.head(&key, true)? {
+            Some(info) => meta::parse_geometry(&info.meta),
+            None => {
+                // HEAD has no body to say *why* it is 404: make sure it is "no such key" and not
+                // "no such bucket" (the client turns NoSuchBucket into an error).
+                let req = GetRequest { max_body: 1 << 31, ..Default::default() };
+                match backend.get(&key, &req)? {
+                    GetOutcome::Found(data) => meta::parse_geometry(&data.meta),
+                    _ => None,
+                }
+            }
+        }
+    };
+    if let Some((bs, size)) = detected {
+        if !config.quiet {
+            log::info!("auto-detected block size={} and total size={}", format_size(bs.into()), format_size(size));
+        }
+    }
+    let block_size = match (config.block_size, detected) {
+        (Some(given), Some((found, _))) if given != found => {
+            let msg = format!(
+                "configured block size {} does not match the block size {} recorded in the bucket",
+                format_size(given.into()),
+                format_size(found.into())
+            );
+            if !config.force {
+                return Err(StoreError::Startup(format!("{msg} (use --force to override)")));
+            }
+            log::warn!("{msg}; using {} because of --force", format_size(given.into()));
+            given
+        }
+        (Some(given), _) => given,
+        (None, Some((found, _))) => found,
+        (None, None) => DEFAULT_BLOCK_SIZE,
+    };
+    let size = match (config.size, detected) {
+        (Some(given), Some((_, found))) if given != found => {
+            let msg = format!(
+                "configured size {} does not match the size {} recorded in the bucket",
+                format_size(given),
+                format_size(found)
+            );
+            if !config.force {
+                return Err(StoreError::Startup(format!("{msg} (use --force to override)")));
+            }
+            log::warn!("{msg}; using {} because of --force", format_size(given));
+            given
+        }
+        (Some(given), _) => given,
+        (None, Some((_, found))) => found,
+        (None, None) if !backend.caps().metadata => {
+            return Err(StoreError::Startup("--size is required with --test (a directory has no size metadata)".into()));
+        }
+        (None, None) if config.no_auto_detect => {
+            return Err(StoreError::Startup("--size is required with --noAutoDetect".into()));
+        }
+        (None, None) => {
+            return Err(StoreError::Startup(
+                "auto-detection of filesystem size failed (block 0 has no size metadata); please specify --size".into(),
+            ));
+        }
+    };
+    if !block_size.is_power_of_two() {
+        return Err(StoreError::Startup(format!("block size {block_size} is not a power of two")));
+    }
+    if size % u64::from(block_size) != 0 {
+        return Err(StoreError::Startup(format!(
+            "size {} is not a multiple of the block size {}",
+            format_size(size),
+            format_size(block_size.into())
+        )));
+    }
+    let num_blocks = size / u64::from(block_size);
+    if num_blocks == 0 || num_blocks >= 1 << 32 {
+        return Err(StoreError::Startup(format!(
+            "size {} with block size {} gives {num_blocks} blocks; it must be between 1 and 2^32-1",
+            format_size(size),
+            format_size(block_size.into())
+        )));
+    }
+    Ok(Geometry { block_size, num_blocks: num_blocks as u32 })
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what s3backer-rs needs on Debian 12, builds it, and installs the nbdkit plugin and the
+# s3backer command. Idempotent: only what is missing is installed.
+#
+#   scripts/setup.sh                  build + run dependencies (nbdkit, libnbd tools, qemu-utils)
+#   scripts/setup.sh --test-tools     also what the tests use: Garage (built with cargo, 15-25 min
+#                                     the first time), Debian's s3backer 1.5.4, fio, FUSE
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+test_tools=0
+[[ "${1:-}" == "--test-tools" ]] && test_tools=1
+
+say() { printf '\n==> %s\n' "$*"; }
+
+packages=(gcc pkg-config nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils)
+if ((test_tools)); then
+    packages+=(s3backer fuse3 fio e2fsprogs util-linux)
+fi
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+
+if ((test_tools)) && ! command -v garage >/dev/null; then
+    say "building Garage 2.5.0 (the S3 server the tests use; 15-25 minutes on 2 cores)"
+    cargo install garage --locked --version 2.5.0
+fi
+
+say "building s3backer-rs (release)"
+cargo build --release --workspace --locked
+
+plugindir=$(nbdkit --dump-config | sed -n 's/^plugindir=//p')
+say "installing nbdkit-s3backer-plugin.so into $plugindir and s3backer into /usr/local/bin"
+install -m 0755 target/release/libnbdkit_s3backer_plugin.so "$plugindir/nbdkit-s3backer-plugin.so"
+install -m 0755 target/release/s3backer /usr/local/bin/s3backer
+nbdkit s3backer --version >/dev/null
