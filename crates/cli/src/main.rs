@@ -19,25 +19,32 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let config = match parse_command_line(args, &Environment::from_process()).map_err(|e| e.to_string())? {
-        Invocation::Help(text) | Invocation::Version(text) => {
-            eprint!("{text}");
-            return Ok(());
-        }
-        Invocation::Run(config) => config,
-    };
+    let config =
+        match parse_command_line(args, &Environment::from_process()).map_err(|e| e.to_string())? {
+            Invocation::Help(text) | Invocation::Version(text) => {
+                eprint!("{text}");
+                return Ok(());
+            }
+            Invocation::Run(config) => config,
+        };
+    // Usage errors first, before any warning about the configuration is printed.
+    if config.mode == Mode::Serve {
+        return match config.mount_point {
+            None => Err("no mount point specified".into()),
+            Some(_) => Err(
+                "FUSE mode is not supported yet by this release; serve the disk with nbdkit instead: \
+                 nbdkit s3backer bucket=BUCKET [KEY=VALUE...] (see README.md)"
+                    .into(),
+            ),
+        };
+    }
     logging::init(config.debug);
     for w in &config.warnings {
         log::warn!("{w}");
     }
-    match config.mode {
-        Mode::Erase => modes::erase(&config),
-        Mode::ResetMountedFlag => modes::reset_mounted_flag(&config),
-        Mode::Serve => match config.mount_point {
-            None => Err("no mount point specified".into()),
-            Some(_) => Err("FUSE mode is not supported yet by this release; serve the disk with nbdkit instead: \
-                 nbdkit s3backer bucket=BUCKET [KEY=VALUE...] (see README.md)"
-                .into()),
-        },
+    if config.mode == Mode::Erase {
+        modes::erase(&config)
+    } else {
+        modes::reset_mounted_flag(&config)
     }
 }

@@ -14,7 +14,10 @@ pub fn erase(config: &Config) -> Result<(), String> {
         eprint!("s3backer: is this correct? [y/N] ");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(|e| format!("cannot read the answer: {e}"))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
         if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
             return Err("not confirmed".into());
         }
@@ -45,7 +48,10 @@ pub fn erase(config: &Config) -> Result<(), String> {
 pub fn reset_mounted_flag(config: &Config) -> Result<(), String> {
     let volume = Volume::open(config).map_err(|e| e.to_string())?;
     if !config.quiet {
-        eprintln!("s3backer: resetting mount token for {}", volume.description());
+        eprintln!(
+            "s3backer: resetting mount token for {}",
+            volume.description()
+        );
     }
     volume.reset_mount_token().map_err(|e| e.to_string())?;
     if !config.quiet {

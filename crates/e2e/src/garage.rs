@@ -4,7 +4,7 @@
 //! Garage checks SigV4 signatures and Content-MD5 strictly, which is why the tests use it.
 
 use crate::tools::{TempDir, run, run_ok, wait_until};
-use s3backer_config::{AuthVersion, Credentials, CredentialSource, S3Settings, Secret};
+use s3backer_config::{AuthVersion, CredentialSource, Credentials, S3Settings, Secret};
 use s3backer_s3client::{ClientOptions, S3Client};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -28,7 +28,10 @@ pub struct Garage {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl Garage {
@@ -42,7 +45,9 @@ impl Garage {
         let dir = TempDir::new("garage");
         let (s3_port, rpc_port, admin_port) = (free_port(), free_port(), free_port());
         let config = dir.join("garage.toml");
-        let secret: String = (0..4).map(|_| format!("{:016x}", crate::tools::random_u64())).collect();
+        let secret: String = (0..4)
+            .map(|_| format!("{:016x}", crate::tools::random_u64()))
+            .collect();
         std::fs::write(
             &config,
             format!(
@@ -76,7 +81,12 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         std::thread::spawn(move || {
             use std::os::unix::process::CommandExt;
             let mut cmd = Command::new("garage");
-            cmd.arg("-c").arg(&cfg).arg("server").stdin(Stdio::null()).stdout(log).stderr(log2);
+            cmd.arg("-c")
+                .arg(&cfg)
+                .arg("server")
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log2);
             // SAFETY: prctl is async-signal-safe.
             unsafe {
                 cmd.pre_exec(|| {
@@ -93,14 +103,33 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             panic!("cannot start garage: {e}; install it with `cargo install garage --locked --version 2.5.0` (scripts/setup.sh does)")
         });
         std::mem::forget(child);
-        let garage = Garage { endpoint: format!("http://127.0.0.1:{s3_port}/"), config, _dir: dir };
-        let up = wait_until(Duration::from_secs(60), || garage.cli(&["status"]).status.success());
+        let garage = Garage {
+            endpoint: format!("http://127.0.0.1:{s3_port}/"),
+            config,
+            _dir: dir,
+        };
+        let up = wait_until(Duration::from_secs(60), || {
+            garage.cli(&["status"]).status.success()
+        });
         assert!(up, "garage did not come up; log:\n{}", garage.log());
         let node = run_ok(&mut garage.cmd(&["node", "id", "-q"]));
-        let node_id = node.trim().split('@').next().unwrap_or_default().to_string();
+        let node_id = node
+            .trim()
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         run_ok(&mut garage.cmd(&["layout", "assign", "-z", "dc1", "-c", "10G", &node_id]));
         run_ok(&mut garage.cmd(&["layout", "apply", "--version", "1"]));
-        run_ok(&mut garage.cmd(&["key", "import", "--yes", "-n", "s3backer-tests", KEY_ID, SECRET]));
+        run_ok(&mut garage.cmd(&[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            "s3backer-tests",
+            KEY_ID,
+            SECRET,
+        ]));
         garage
     }
 
@@ -122,9 +151,19 @@ api_bind_addr = "127.0.0.1:{admin_port}"
     /// Creates a bucket the test key may read and write.
     pub fn create_bucket(&self, name: &str) {
         let out = self.cli(&["bucket", "create", name]);
-        assert!(out.status.success(), "bucket create {name}: {}", String::from_utf8_lossy(&out.stderr));
-        let out = self.cli(&["bucket", "allow", "--read", "--write", "--owner", name, "--key", KEY_ID]);
-        assert!(out.status.success(), "bucket allow {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bucket create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.cli(&[
+            "bucket", "allow", "--read", "--write", "--owner", name, "--key", KEY_ID,
+        ]);
+        assert!(
+            out.status.success(),
+            "bucket allow {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A fresh bucket with a unique name.
@@ -167,8 +206,15 @@ api_bind_addr = "127.0.0.1:{admin_port}"
 
     /// A client for inspecting a bucket directly.
     pub fn client(&self, bucket: &str) -> S3Client {
-        S3Client::new(&self.settings(), bucket, ClientOptions { max_connections: 4, user_agent: "s3backer-e2e".into() })
-            .expect("client")
+        S3Client::new(
+            &self.settings(),
+            bucket,
+            ClientOptions {
+                max_connections: 4,
+                user_agent: "s3backer-e2e".into(),
+            },
+        )
+        .expect("client")
     }
 
     /// Every key in a bucket (or under a prefix), sorted.
@@ -189,11 +235,19 @@ api_bind_addr = "127.0.0.1:{admin_port}"
 
     /// The flags that point s3backer (ours or the original) at this server.
     pub fn flags(&self) -> Vec<String> {
-        vec![format!("--baseURL={}", self.endpoint), format!("--accessId={KEY_ID}"), format!("--accessKey={SECRET}")]
+        vec![
+            format!("--baseURL={}", self.endpoint),
+            format!("--accessId={KEY_ID}"),
+            format!("--accessKey={SECRET}"),
+        ]
     }
 
     /// The same as nbdkit parameters.
     pub fn params(&self) -> Vec<String> {
-        vec![format!("baseURL={}", self.endpoint), format!("accessId={KEY_ID}"), format!("accessKey={SECRET}")]
+        vec![
+            format!("baseURL={}", self.endpoint),
+            format!("accessId={KEY_ID}"),
+            format!("accessKey={SECRET}"),
+        ]
     }
 }

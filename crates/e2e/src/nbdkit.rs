@@ -52,9 +52,15 @@ impl Nbdkit {
         }
         if !ready {
             let _ = child.kill();
-            return Err(format!("nbdkit did not create its socket within 60 s: {log}"));
+            return Err(format!(
+                "nbdkit did not create its socket within 60 s: {log}"
+            ));
         }
-        Ok(Nbdkit { child: Some(child), socket, dir })
+        Ok(Nbdkit {
+            child: Some(child),
+            socket,
+            dir,
+        })
     }
 
     /// The NBD URI clients connect to.
@@ -87,7 +93,9 @@ impl Nbdkit {
         };
         // SAFETY: plain kill(2) on our child's pid.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        let done = wait_until(Duration::from_secs(60), || matches!(child.try_wait(), Ok(Some(_))));
+        let done = wait_until(Duration::from_secs(60), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
         if !done {
             let _ = child.kill();
         }

@@ -17,7 +17,10 @@ pub struct Original {
 
 fn mounted(path: &std::path::Path) -> bool {
     std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some(&path.display().to_string())))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(&path.display().to_string()))
+        })
         .unwrap_or(false)
 }
 
@@ -38,7 +41,9 @@ impl Original {
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run /usr/bin/s3backer: {e} (apt-get install s3backer)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run /usr/bin/s3backer: {e} (apt-get install s3backer)")
+            });
         let mut exited = None;
         let ok = wait_until(Duration::from_secs(60), || {
             if let Ok(Some(s)) = child.try_wait() {
@@ -52,7 +57,12 @@ impl Original {
             return Err(format!("s3backer 1.5.4 exited with {s}: {text}"));
         }
         assert!(ok, "s3backer 1.5.4 did not mount within 60 s: {text}");
-        Ok(Original { child: Some(child), mountpoint, log, _logdir: logdir })
+        Ok(Original {
+            child: Some(child),
+            mountpoint,
+            log,
+            _logdir: logdir,
+        })
     }
 
     /// The disk file inside the mount.
@@ -66,18 +76,27 @@ impl Original {
     }
 
     fn finish(&mut self) -> String {
-        let Some(mut child) = self.child.take() else { return String::new() };
-        let out = run(Command::new("fusermount").arg("-u").arg(self.mountpoint.path()));
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
+        let out = run(Command::new("fusermount")
+            .arg("-u")
+            .arg(self.mountpoint.path()));
         if !out.status.success() {
             run(Command::new("umount").arg("-l").arg(self.mountpoint.path()));
         }
-        let done = wait_until(Duration::from_secs(120), || matches!(child.try_wait(), Ok(Some(_))));
+        let done = wait_until(Duration::from_secs(120), || {
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
         if !done {
             let _ = child.kill();
         }
         let status = child.wait().expect("wait s3backer");
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "s3backer 1.5.4 exited with {status}: {text}");
+        assert!(
+            status.success(),
+            "s3backer 1.5.4 exited with {status}: {text}"
+        );
         text
     }
 }

@@ -13,7 +13,11 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("s3b-e2e-{tag}-{}-{n}-{:08x}", std::process::id(), random_u64() as u32));
+        let dir = std::env::temp_dir().join(format!(
+            "s3b-e2e-{tag}-{}-{n}-{:08x}",
+            std::process::id(),
+            random_u64() as u32
+        ));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         TempDir(dir)
     }
@@ -74,24 +78,30 @@ pub fn artifact_dir() -> PathBuf {
 /// Path of the built plugin. Build it first: `cargo build --release --workspace`.
 pub fn plugin_path() -> PathBuf {
     let p = artifact_dir().join("libnbdkit_s3backer_plugin.so");
-    assert!(p.exists(), "{} is missing: run `cargo build --release --workspace` before the tests", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --workspace` before the tests",
+        p.display()
+    );
     p
 }
 
 /// Path of the built `s3backer` binary.
 pub fn s3backer_bin() -> PathBuf {
     let p = artifact_dir().join("s3backer");
-    assert!(p.exists(), "{} is missing: run `cargo build --release --workspace` before the tests", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --workspace` before the tests",
+        p.display()
+    );
     p
 }
 
 /// Runs a command to completion, capturing its output; panics if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? run scripts/setup.sh)"));
-    out
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (is it installed? run scripts/setup.sh)")
+    })
 }
 
 /// Runs a command and asserts it succeeded; returns stdout.
@@ -121,10 +131,19 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// `/usr/bin` first: Debian's python3-libnbd is installed for /usr/bin/python3, not pyenv's.
 pub fn system_path() -> String {
-    format!("/usr/bin:/usr/sbin:/bin:/sbin:{}", std::env::var("PATH").unwrap_or_default())
+    format!(
+        "/usr/bin:/usr/sbin:/bin:/sbin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Runs a Python script with Debian's python3 and the `nbd` module; asserts success.
 pub fn nbd_python(script: &str, args: &[&str]) -> String {
-    run_ok(Command::new("/usr/bin/python3").env("PATH", system_path()).arg("-c").arg(script).args(args))
+    run_ok(
+        Command::new("/usr/bin/python3")
+            .env("PATH", system_path())
+            .arg("-c")
+            .arg(script)
+            .args(args),
+    )
 }

@@ -6,23 +6,49 @@ use std::process::{Command, Stdio};
 
 fn fill(bucket: &str, blocks: usize) {
     let mut p = Garage::shared().params();
-    p.extend([format!("bucket={bucket}"), "size=8m".into(), "blockSize=4k".into()]);
+    p.extend([
+        format!("bucket={bucket}"),
+        "size=8m".into(),
+        "blockSize=4k".into(),
+    ]);
     let nbd = Nbdkit::start(&p).expect("start");
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", &format!("write -P 5 0 {}", blocks * 4096)]).arg(nbd.uri()));
+    run_ok(
+        Command::new("qemu-io")
+            .args([
+                "-f",
+                "raw",
+                "-c",
+                &format!("write -P 5 0 {}", blocks * 4096),
+            ])
+            .arg(nbd.uri()),
+    );
     nbd.kill9(); // leave the mount token behind too
 }
 
 fn erase(bucket: &str, extra: &[&str], answer: Option<&str>) -> (bool, String) {
     let mut cmd = Command::new(s3backer_bin());
-    cmd.arg("--erase").args(Garage::shared().flags()).args(extra).arg(bucket);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("--erase")
+        .args(Garage::shared().flags())
+        .args(extra)
+        .arg(bucket);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     if let Some(a) = answer {
-        child.stdin.as_mut().expect("stdin").write_all(a.as_bytes()).expect("answer");
+        child
+            .stdin
+            .as_mut()
+            .expect("stdin")
+            .write_all(a.as_bytes())
+            .expect("answer");
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().expect("wait");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -31,13 +57,19 @@ fn erase_asks_then_deletes_every_block_and_the_token() {
     let bucket = g.new_bucket("erase");
     fill(&bucket, 1500);
     let foreign = g.client(&bucket);
-    foreign.put_object("not-ours.txt", b"keep me", &Default::default()).expect("put");
+    foreign
+        .put_object("not-ours.txt", b"keep me", &Default::default())
+        .expect("put");
     assert_eq!(g.keys(&bucket, "").len(), 1500 + 2);
 
     let (ok, err) = erase(&bucket, &[], Some("n\n"));
     assert!(!ok, "declined erase must fail: {err}");
     assert!(err.contains("is this correct? [y/N]"), "{err}");
-    assert_eq!(g.keys(&bucket, "").len(), 1502, "declined erase deleted something");
+    assert_eq!(
+        g.keys(&bucket, "").len(),
+        1502,
+        "declined erase deleted something"
+    );
 
     let (ok, err) = erase(&bucket, &[], Some("yes\n"));
     assert!(ok, "{err}");

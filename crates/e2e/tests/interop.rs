@@ -21,10 +21,30 @@ struct Layout {
 }
 
 const LAYOUTS: [Layout; 4] = [
-    Layout { block_size: "4k", our_subdir: "", ours: &[], theirs: &[] },
-    Layout { block_size: "64k", our_subdir: "", ours: &["prefix=pfx-"], theirs: &["--prefix=pfx-"] },
-    Layout { block_size: "64k", our_subdir: "/sub/dir", ours: &[], theirs: &["--prefix=sub/dir/"] },
-    Layout { block_size: "4k", our_subdir: "", ours: &["blockHashPrefix=true"], theirs: &["--blockHashPrefix"] },
+    Layout {
+        block_size: "4k",
+        our_subdir: "",
+        ours: &[],
+        theirs: &[],
+    },
+    Layout {
+        block_size: "64k",
+        our_subdir: "",
+        ours: &["prefix=pfx-"],
+        theirs: &["--prefix=pfx-"],
+    },
+    Layout {
+        block_size: "64k",
+        our_subdir: "/sub/dir",
+        ours: &[],
+        theirs: &["--prefix=sub/dir/"],
+    },
+    Layout {
+        block_size: "4k",
+        our_subdir: "",
+        ours: &["blockHashPrefix=true"],
+        theirs: &["--blockHashPrefix"],
+    },
 ];
 
 /// Random data with some all-zero blocks (stored as no object by both).
@@ -57,14 +77,28 @@ fn nbd_write(uri: &str, data: &[u8]) {
     let dir = TempDir::new("src");
     let src = dir.join("src.img");
     std::fs::write(&src, data).expect("src");
-    run_ok(Command::new("nbdcopy").env("PATH", system_path()).arg(&src).arg(uri));
-    run_ok(Command::new("nbdsh").env("PATH", system_path()).args(["-u", uri, "-c", "h.flush()"]));
+    run_ok(
+        Command::new("nbdcopy")
+            .env("PATH", system_path())
+            .arg(&src)
+            .arg(uri),
+    );
+    run_ok(
+        Command::new("nbdsh")
+            .env("PATH", system_path())
+            .args(["-u", uri, "-c", "h.flush()"]),
+    );
 }
 
 fn nbd_read(uri: &str) -> Vec<u8> {
     let dir = TempDir::new("dst");
     let dst = dir.join("dst.img");
-    run_ok(Command::new("nbdcopy").env("PATH", system_path()).arg(uri).arg(&dst));
+    run_ok(
+        Command::new("nbdcopy")
+            .env("PATH", system_path())
+            .arg(uri)
+            .arg(&dst),
+    );
     std::fs::read(&dst).expect("dst")
 }
 
@@ -76,13 +110,21 @@ fn original_writes_and_ours_reads() {
         let data = disk_image();
         let orig = Original::mount(&theirs(layout), &bucket).expect("original mounts");
         {
-            let mut f = std::fs::OpenOptions::new().write(true).open(orig.file()).expect("open file");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(orig.file())
+                .expect("open file");
             f.write_all(&data).expect("write");
             f.sync_all().expect("fsync");
         }
         orig.unmount();
         let nbd = Nbdkit::start(&ours(&bucket, layout)).expect("ours mounts");
-        assert!(nbd_read(&nbd.uri()) == data, "layout {} {:?}: our read differs", layout.block_size, layout.ours);
+        assert!(
+            nbd_read(&nbd.uri()) == data,
+            "layout {} {:?}: our read differs",
+            layout.block_size,
+            layout.ours
+        );
     }
 }
 
@@ -98,9 +140,17 @@ fn ours_writes_and_original_reads() {
         assert!(status.success(), "{log}");
         let orig = Original::mount(&theirs(layout), &bucket).expect("original mounts");
         let mut got = Vec::new();
-        std::fs::File::open(orig.file()).expect("open").read_to_end(&mut got).expect("read");
+        std::fs::File::open(orig.file())
+            .expect("open")
+            .read_to_end(&mut got)
+            .expect("read");
         orig.unmount();
-        assert!(got == data, "layout {} {:?}: original's read differs", layout.block_size, layout.theirs);
+        assert!(
+            got == data,
+            "layout {} {:?}: original's read differs",
+            layout.block_size,
+            layout.theirs
+        );
     }
 }
 
@@ -111,16 +161,23 @@ fn each_refuses_a_bucket_the_other_holds() {
     let bucket = g.new_bucket("excl");
 
     let nbd = Nbdkit::start(&ours(&bucket, layout)).expect("ours mounts");
-    let err = Original::mount(&theirs(layout), &bucket).err().expect("original must refuse");
+    let err = Original::mount(&theirs(layout), &bucket)
+        .err()
+        .expect("original must refuse");
     assert!(err.contains("already mounted"), "{err}");
     drop(nbd);
 
     let orig = Original::mount(&theirs(layout), &bucket).expect("original mounts");
-    let err = Nbdkit::start(&ours(&bucket, layout)).err().expect("ours must refuse");
+    let err = Nbdkit::start(&ours(&bucket, layout))
+        .err()
+        .expect("ours must refuse");
     assert!(err.contains("appears to be already mounted"), "{err}");
     // Partial writes through the original's file land in our format too.
     {
-        let mut f = std::fs::OpenOptions::new().write(true).open(orig.file()).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(orig.file())
+            .expect("open");
         f.seek(SeekFrom::Start(70_000)).expect("seek");
         f.write_all(b"hello from 1.5.4").expect("write");
     }

@@ -20,24 +20,45 @@ fn random_io(uri: &str, size: usize, ops: u32, model: &std::path::Path) -> Vec<u
             .env("PATH", system_path())
             .env("S3B_BLOCK_SIZE", BS.to_string())
             .arg(script)
-            .args([uri, &size.to_string(), &random_u64().to_string(), &ops.to_string()])
+            .args([
+                uri,
+                &size.to_string(),
+                &random_u64().to_string(),
+                &ops.to_string(),
+            ])
             .arg(model),
     );
     let line = out.lines().last().unwrap_or_default();
-    let list = line.split('[').nth(1).and_then(|s| s.split(']').next()).unwrap_or_default();
-    list.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().expect("block number")).collect()
+    let list = line
+        .split('[')
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .unwrap_or_default();
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().expect("block number"))
+        .collect()
 }
 
 /// Copies the whole disk out with nbdcopy and returns it.
 fn image(uri: &str) -> Vec<u8> {
     let dir = TempDir::new("image");
     let out = dir.join("out.img");
-    run_ok(Command::new("nbdcopy").env("PATH", system_path()).arg(uri).arg(&out));
+    run_ok(
+        Command::new("nbdcopy")
+            .env("PATH", system_path())
+            .arg(uri)
+            .arg(&out),
+    );
     std::fs::read(&out).expect("read image")
 }
 
 fn block_keys(bucket: &str, prefix: &str) -> Vec<String> {
-    Garage::shared().keys(bucket, prefix).into_iter().filter(|k| !k.ends_with("s3backer-mounted")).collect()
+    Garage::shared()
+        .keys(bucket, prefix)
+        .into_iter()
+        .filter(|k| !k.ends_with("s3backer-mounted"))
+        .collect()
 }
 
 #[test]
@@ -57,13 +78,24 @@ fn unaligned_random_io_round_trips_and_survives_restart() {
     // Exactly the non-zero blocks are objects, named %08x.
     let expected: Vec<String> = nonzero.iter().map(|b| format!("{b:08x}")).collect();
     assert_eq!(block_keys(&bucket, ""), expected);
-    assert!(g.keys(&bucket, "s3backer-mounted").is_empty(), "token cleared on clean shutdown");
+    assert!(
+        g.keys(&bucket, "s3backer-mounted").is_empty(),
+        "token cleared on clean shutdown"
+    );
 
     // Restart without size or block size: auto-detected from block 0 (the script leaves it
     // non-zero).
     let nbd = Nbdkit::start(&params(&bucket, &[])).expect("restart");
-    assert!(nbd.stderr().contains("auto-detected block size=64k and total size=2m"), "{}", nbd.stderr());
-    assert!(image(&nbd.uri()) == model, "image after restart differs from the model");
+    assert!(
+        nbd.stderr()
+            .contains("auto-detected block size=64k and total size=2m"),
+        "{}",
+        nbd.stderr()
+    );
+    assert!(
+        image(&nbd.uri()) == model,
+        "image after restart differs from the model"
+    );
 }
 
 #[test]
@@ -72,10 +104,15 @@ fn trim_and_write_zeroes_delete_objects() {
     let bucket = g.new_bucket("trim");
     let nbd = Nbdkit::start(&params(&bucket, &["size=512k", "blockSize=64k"])).expect("start");
     let qemu_io = |cmd: &str| {
-        run_ok(Command::new("qemu-io").args(["-f", "raw", "--image-opts"]).arg(format!(
-            "driver=nbd,server.type=unix,server.path={}",
-            nbd.socket.display()
-        )).args(["-c", cmd]))
+        run_ok(
+            Command::new("qemu-io")
+                .args(["--image-opts"])
+                .arg(format!(
+                    "driver=nbd,server.type=unix,server.path={}",
+                    nbd.socket.display()
+                ))
+                .args(["-c", cmd]),
+        )
     };
     qemu_io("write -P 0xab 0 512k");
     assert_eq!(block_keys(&bucket, "").len(), 8);
@@ -84,7 +121,10 @@ fn trim_and_write_zeroes_delete_objects() {
     // A partial zero leaves the block (now partly zero) in place.
     qemu_io("write -z 400k 1k");
     let keys = block_keys(&bucket, "");
-    assert_eq!(keys, ["00000000", "00000003", "00000005", "00000006", "00000007"]);
+    assert_eq!(
+        keys,
+        ["00000000", "00000003", "00000005", "00000006", "00000007"]
+    );
     qemu_io("read -P 0 64k 128k");
     qemu_io("read -P 0 256k 64k");
     qemu_io("read -P 0 400k 1k");
@@ -92,7 +132,10 @@ fn trim_and_write_zeroes_delete_objects() {
     qemu_io("read -P 0xab 401k 111k");
     // Zeroing an unaligned range that covers a whole block deletes that one too.
     qemu_io("write -z 190k 140k");
-    assert_eq!(block_keys(&bucket, ""), ["00000000", "00000005", "00000006", "00000007"]);
+    assert_eq!(
+        block_keys(&bucket, ""),
+        ["00000000", "00000005", "00000006", "00000007"]
+    );
     qemu_io("read -P 0 190k 140k");
     qemu_io("read -P 0xab 330k 10k");
 }
@@ -102,7 +145,12 @@ fn nbdinfo_shows_size_hints_and_capabilities() {
     let g = Garage::shared();
     let bucket = g.new_bucket("info");
     let nbd = Nbdkit::start(&params(&bucket, &["size=1g", "blockSize=256k"])).expect("start");
-    let json = run_ok(Command::new("nbdinfo").env("PATH", system_path()).arg("--json").arg(nbd.uri()));
+    let json = run_ok(
+        Command::new("nbdinfo")
+            .env("PATH", system_path())
+            .arg("--json")
+            .arg(nbd.uri()),
+    );
     let compact: String = json.split_whitespace().collect();
     for want in [
         "\"export-size\":1073741824",
@@ -128,7 +176,13 @@ fn nbdcopy_with_several_connections_round_trips() {
     let src = dir.join("src.img");
     let data = random_bytes(16 << 20);
     std::fs::write(&src, &data).expect("write src");
-    run_ok(Command::new("nbdcopy").env("PATH", system_path()).args(["--connections=4", "--requests=16"]).arg(&src).arg(nbd.uri()));
+    run_ok(
+        Command::new("nbdcopy")
+            .env("PATH", system_path())
+            .args(["--connections=4", "--requests=16"])
+            .arg(&src)
+            .arg(nbd.uri()),
+    );
     assert_eq!(block_keys(&bucket, "").len(), 64);
     assert!(image(&nbd.uri()) == data, "copy out differs");
 }
@@ -147,16 +201,31 @@ fn mount_token_guards_the_bucket() {
     // A crash leaves the token; restart is refused until it is reset or forced.
     first.kill9();
     assert!(Nbdkit::start(&p).is_err());
-    let forced = Nbdkit::start(&params(&bucket, &["size=1m", "blockSize=64k", "force=true"])).expect("forced");
-    assert!(forced.stderr().contains("continuing because of --force"), "{}", forced.stderr());
+    let forced = Nbdkit::start(&params(
+        &bucket,
+        &["size=1m", "blockSize=64k", "force=true"],
+    ))
+    .expect("forced");
+    assert!(
+        forced.stderr().contains("continuing because of --force"),
+        "{}",
+        forced.stderr()
+    );
     let (status, _) = forced.stop();
     assert!(status.success());
-    assert!(g.keys(&bucket, "").is_empty(), "forced mount cleared its own token");
+    assert!(
+        g.keys(&bucket, "").is_empty(),
+        "forced mount cleared its own token"
+    );
 
     let crashed = Nbdkit::start(&p).expect("mount");
     crashed.kill9();
     let mut cmd = Command::new(s3backer_bin());
-    cmd.arg("--reset-mounted-flag").args(g.flags()).arg("--size=1m").arg("--blockSize=64k").arg(&bucket);
+    cmd.arg("--reset-mounted-flag")
+        .args(g.flags())
+        .arg("--size=1m")
+        .arg("--blockSize=64k")
+        .arg(&bucket);
     let out = run_ok(&mut cmd);
     let _ = out;
     assert!(g.keys(&bucket, "").is_empty(), "token reset");
@@ -167,27 +236,74 @@ fn mount_token_guards_the_bucket() {
 fn read_only_writes_nothing() {
     let g = Garage::shared();
     let bucket = g.new_bucket("ro");
-    let nbd = Nbdkit::start(&params(&bucket, &["size=1m", "blockSize=64k", "readOnly=true"])).expect("start");
-    let json = run_ok(Command::new("nbdinfo").env("PATH", system_path()).arg("--json").arg(nbd.uri()));
-    assert!(json.split_whitespace().collect::<String>().contains("\"is_read_only\":true"), "{json}");
-    let out = run(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 1 0 4k"]).arg(nbd.uri()));
+    let nbd = Nbdkit::start(&params(
+        &bucket,
+        &["size=1m", "blockSize=64k", "readOnly=true"],
+    ))
+    .expect("start");
+    let json = run_ok(
+        Command::new("nbdinfo")
+            .env("PATH", system_path())
+            .arg("--json")
+            .arg(nbd.uri()),
+    );
+    assert!(
+        json.split_whitespace()
+            .collect::<String>()
+            .contains("\"is_read_only\":true"),
+        "{json}"
+    );
+    let out = run(Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 1 0 4k"])
+        .arg(nbd.uri()));
     assert!(!out.status.success() || String::from_utf8_lossy(&out.stdout).contains("failed"));
     drop(nbd);
-    assert!(g.keys(&bucket, "").is_empty(), "read-only mount wrote {:?}", g.keys(&bucket, ""));
+    assert!(
+        g.keys(&bucket, "").is_empty(),
+        "read-only mount wrote {:?}",
+        g.keys(&bucket, "")
+    );
 }
 
 #[test]
 fn subdir_prefix_and_hashed_names() {
     let g = Garage::shared();
     let bucket = g.new_bucket("names");
-    let nbd = Nbdkit::start(&params(&format!("{bucket}/vol/one"), &["size=256k", "blockSize=64k"])).expect("subdir");
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 7 64k 64k"]).arg(nbd.uri()));
+    let nbd = Nbdkit::start(&params(
+        &format!("{bucket}/vol/one"),
+        &["size=256k", "blockSize=64k"],
+    ))
+    .expect("subdir");
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 7 64k 64k"])
+            .arg(nbd.uri()),
+    );
     drop(nbd);
-    let nbd = Nbdkit::start(&params(&bucket, &["size=256k", "blockSize=64k", "prefix=h-", "blockHashPrefix=true"]))
-        .expect("hashed");
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 7 0 128k"]).arg(nbd.uri()));
+    let nbd = Nbdkit::start(&params(
+        &bucket,
+        &[
+            "size=256k",
+            "blockSize=64k",
+            "prefix=h-",
+            "blockHashPrefix=true",
+        ],
+    ))
+    .expect("hashed");
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 7 0 128k"])
+            .arg(nbd.uri()),
+    );
     drop(nbd);
-    assert_eq!(g.keys(&bucket, ""), ["h-c448b72c-00000000", "h-d211cad9-00000001", "vol/one/00000001"]);
+    assert_eq!(
+        g.keys(&bucket, ""),
+        [
+            "h-c448b72c-00000000",
+            "h-d211cad9-00000001",
+            "vol/one/00000001"
+        ]
+    );
 }
 
 #[test]
@@ -195,7 +311,11 @@ fn corrupt_object_is_an_io_error_not_data() {
     let g = Garage::shared();
     let bucket = g.new_bucket("corrupt");
     let nbd = Nbdkit::start(&params(&bucket, &["size=256k", "blockSize=64k"])).expect("start");
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 3 0 256k"]).arg(nbd.uri()));
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 3 0 256k"])
+            .arg(nbd.uri()),
+    );
     // Another writer replaces block 2 with a short object.
     let client = g.client(&bucket);
     let req = s3backer_s3client::PutRequest::default();
@@ -212,17 +332,29 @@ except nbd.Error as e:
 assert h.pread(4096, 0) == b"\x03" * 4096
 "#;
     let out = nbd_python(script, &[&nbd.uri()]);
-    assert_eq!(out.trim(), format!("errno {}", libc::EIO), "{out}");
+    assert_eq!(out.trim(), "errno EIO", "{out}");
     let log = nbd.stderr();
-    assert!(log.contains("object 00000002 has 5 bytes, expected 65536"), "{log}");
+    assert!(
+        log.contains("object 00000002 has 5 bytes, expected 65536"),
+        "{log}"
+    );
 }
 
 #[test]
 fn directory_backend_stores_raw_blocks() {
     let dir = TempDir::new("testmode");
-    let p = vec![format!("bucket={}", dir.path().display()), "test=true".into(), "size=256k".into(), "blockSize=64k".into()];
+    let p = vec![
+        format!("bucket={}", dir.path().display()),
+        "test=true".into(),
+        "size=256k".into(),
+        "blockSize=64k".into(),
+    ];
     let nbd = Nbdkit::start(&p).expect("start");
-    run_ok(Command::new("qemu-io").args(["-f", "raw", "-c", "write -P 9 64k 64k", "-c", "flush"]).arg(nbd.uri()));
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 9 64k 64k", "-c", "flush"])
+            .arg(nbd.uri()),
+    );
     let err = Nbdkit::start(&p).err().expect("second server refused");
     assert!(err.contains("in use by another s3backer"), "{err}");
     let block = std::fs::read(dir.join("00000001")).expect("block file");

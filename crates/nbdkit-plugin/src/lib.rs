@@ -50,8 +50,14 @@ fn report(msg: &str) {
 /// which would tell a client its request was malformed when the object store failed.
 fn nbd_errno(e: &StoreError) -> c_int {
     match e.errno() {
-        e @ (libc::EROFS | libc::EPERM | libc::ENOMEM | libc::EINVAL | libc::ENOSPC | libc::EOVERFLOW
-        | libc::ENOTSUP | libc::ESHUTDOWN) => e,
+        e @ (libc::EROFS
+        | libc::EPERM
+        | libc::ENOMEM
+        | libc::EINVAL
+        | libc::ENOSPC
+        | libc::EOVERFLOW
+        | libc::ENOTSUP
+        | libc::ESHUTDOWN) => e,
         _ => libc::EIO,
     }
 }
@@ -61,7 +67,13 @@ fn guarded(what: &str, f: impl FnOnce() -> Result<(), StoreError>) -> c_int {
     let (errno, msg) = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => return 0,
         Ok(Err(e)) => (nbd_errno(&e), e.to_string()),
-        Err(panic) => (libc::EIO, format!("internal error (panic) in {what}: {}", panic_message(&panic))),
+        Err(panic) => (
+            libc::EIO,
+            format!(
+                "internal error (panic) in {what}: {}",
+                panic_message(&panic)
+            ),
+        ),
     };
     report(&format!("{what}: {msg}"));
     // SAFETY: plain FFI call.
@@ -78,7 +90,10 @@ fn lifecycle(what: &str, f: impl FnOnce() -> Result<(), String>) -> c_int {
             -1
         }
         Err(panic) => {
-            report(&format!("internal error (panic) in {what}: {}", panic_message(&panic)));
+            report(&format!(
+                "internal error (panic) in {what}: {}",
+                panic_message(&panic)
+            ));
             -1
         }
     }
@@ -93,7 +108,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn disk() -> Result<&'static Disk, StoreError> {
-    DISK.get().ok_or_else(|| StoreError::Invalid("the disk is not started".into()))
+    DISK.get()
+        .ok_or_else(|| StoreError::Invalid("the disk is not started".into()))
 }
 
 fn cstr(p: *const c_char) -> String {
@@ -110,15 +126,22 @@ extern "C" fn load() {
 
 extern "C" fn config(key: *const c_char, value: *const c_char) -> c_int {
     lifecycle("config", || {
-        PARAMS.lock().map_err(|_| "parameter list poisoned".to_string())?.push((cstr(key), cstr(value)));
+        PARAMS
+            .lock()
+            .map_err(|_| "parameter list poisoned".to_string())?
+            .push((cstr(key), cstr(value)));
         Ok(())
     })
 }
 
 extern "C" fn config_complete() -> c_int {
     lifecycle("config_complete", || {
-        let params = PARAMS.lock().map_err(|_| "parameter list poisoned".to_string())?.clone();
-        let config = parse_nbdkit_params(&params, &Environment::from_process()).map_err(|e| e.to_string())?;
+        let params = PARAMS
+            .lock()
+            .map_err(|_| "parameter list poisoned".to_string())?
+            .clone();
+        let config = parse_nbdkit_params(&params, &Environment::from_process())
+            .map_err(|e| e.to_string())?;
         logging::set_debug(config.debug);
         for w in &config.warnings {
             log::warn!("{w}");
@@ -128,7 +151,9 @@ extern "C" fn config_complete() -> c_int {
         }
         let volume = Volume::open(&config).map_err(|e| e.to_string())?;
         CONFIG_PID.store(std::process::id(), Ordering::SeqCst);
-        VOLUME.set(volume).map_err(|_| "configured twice".to_string())
+        VOLUME
+            .set(volume)
+            .map_err(|_| "configured twice".to_string())
     })
 }
 
@@ -152,13 +177,19 @@ extern "C" fn after_fork() -> c_int {
 
 extern "C" fn cleanup() {
     lifecycle("cleanup", || {
-        let Some(volume) = VOLUME.get() else { return Ok(()) };
-        if let Some(disk) = DISK.get() {
-            if let Err(e) = disk.shutdown() {
-                return Err(format!("flush at shutdown failed, leaving the mount token in place: {e}"));
-            }
+        let Some(volume) = VOLUME.get() else {
+            return Ok(());
+        };
+        if let Some(disk) = DISK.get()
+            && let Err(e) = disk.shutdown()
+        {
+            return Err(format!(
+                "flush at shutdown failed, leaving the mount token in place: {e}"
+            ));
         }
-        volume.release_mount().map_err(|e| format!("cannot clear the mount token: {e}"))
+        volume
+            .release_mount()
+            .map_err(|e| format!("cannot clear the mount token: {e}"))
     });
 }
 
@@ -177,7 +208,10 @@ extern "C" fn get_size(_h: *mut c_void) -> i64 {
 }
 
 extern "C" fn can_write(_h: *mut c_void) -> c_int {
-    VOLUME.get().map(|v| c_int::from(!v.config().read_only)).unwrap_or(0)
+    VOLUME
+        .get()
+        .map(|v| c_int::from(!v.config().read_only))
+        .unwrap_or(0)
 }
 
 extern "C" fn yes(_h: *mut c_void) -> c_int {
@@ -200,7 +234,13 @@ extern "C" fn thread_model() -> c_int {
     THREAD_MODEL_PARALLEL
 }
 
-extern "C" fn pread(_h: *mut c_void, buf: *mut c_void, count: u32, offset: u64, _flags: u32) -> c_int {
+extern "C" fn pread(
+    _h: *mut c_void,
+    buf: *mut c_void,
+    count: u32,
+    offset: u64,
+    _flags: u32,
+) -> c_int {
     guarded("pread", || {
         // SAFETY: nbdkit gives a buffer of `count` writable bytes for the duration of the call.
         let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), count as usize) };
@@ -208,7 +248,13 @@ extern "C" fn pread(_h: *mut c_void, buf: *mut c_void, count: u32, offset: u64, 
     })
 }
 
-extern "C" fn pwrite(_h: *mut c_void, buf: *const c_void, count: u32, offset: u64, flags: u32) -> c_int {
+extern "C" fn pwrite(
+    _h: *mut c_void,
+    buf: *const c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+) -> c_int {
     guarded("pwrite", || {
         // SAFETY: nbdkit gives `count` readable bytes for the duration of the call.
         let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), count as usize) };
@@ -221,23 +267,36 @@ extern "C" fn flush(_h: *mut c_void, _flags: u32) -> c_int {
 }
 
 extern "C" fn trim(_h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
-    guarded("trim", || disk()?.zero(offset, u64::from(count), flags & FLAG_FUA != 0))
+    guarded("trim", || {
+        disk()?.zero(offset, u64::from(count), flags & FLAG_FUA != 0)
+    })
 }
 
 extern "C" fn zero(_h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
     // Zeroing deletes whole blocks (a missing object reads as zeros) and rewrites partial ones,
     // so write-zeroes and trim are the same operation; MAY_TRIM needs no special case.
-    guarded("zero", || disk()?.zero(offset, u64::from(count), flags & FLAG_FUA != 0))
+    guarded("zero", || {
+        disk()?.zero(offset, u64::from(count), flags & FLAG_FUA != 0)
+    })
 }
 
 /// nbdkit's limits on the hint: preferred is a power of two in [512, 32 MiB].
 fn block_size_hint(block_size: u32, size: u64) -> (u32, u32, u32) {
     let preferred = block_size.clamp(512, 32 << 20);
-    let maximum = if size >= u64::from(preferred) && size < 0xffff_ffff { size as u32 } else { 0xffff_ffff };
+    let maximum = if size >= u64::from(preferred) && size < 0xffff_ffff {
+        size as u32
+    } else {
+        0xffff_ffff
+    };
     (1, preferred, maximum)
 }
 
-extern "C" fn block_size(_h: *mut c_void, minimum: *mut u32, preferred: *mut u32, maximum: *mut u32) -> c_int {
+extern "C" fn block_size(
+    _h: *mut c_void,
+    minimum: *mut u32,
+    preferred: *mut u32,
+    maximum: *mut u32,
+) -> c_int {
     let Some(v) = VOLUME.get() else { return -1 };
     let (min, pref, max) = block_size_hint(v.geometry().block_size, v.geometry().size());
     // SAFETY: nbdkit passes three valid out-pointers.
@@ -323,7 +382,10 @@ mod tests {
         assert_eq!(block_size_hint(256 << 10, 1 << 30), (1, 256 << 10, 1 << 30));
         assert_eq!(block_size_hint(4096, 8 << 30), (1, 4096, 0xffff_ffff));
         assert_eq!(block_size_hint(256, 256), (1, 512, 0xffff_ffff));
-        assert_eq!(block_size_hint(1 << 30, 4 << 30), (1, 32 << 20, 0xffff_ffff));
+        assert_eq!(
+            block_size_hint(1 << 30, 4 << 30),
+            (1, 32 << 20, 0xffff_ffff)
+        );
     }
 
     #[test]

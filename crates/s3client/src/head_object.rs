@@ -1,9 +1,10 @@
 //! `HEAD` of one object (size auto-detection, mount token: facts §2.5, §2.6).
 //!
 //! 2xx → `Some(ObjectInfo)` (ETag, Content-Length, `x-amz-meta-*`); 404 → `None` (HEAD has no
-//! body, so a missing bucket cannot be told apart here). With `fail_fast_on_auth`, 401/403
-//! fail at once instead of being retried for `--maxRetryPause`: used at startup so a wrong
-//! secret is reported immediately. Other errors are retried per `retry.rs`.
+//! body, so a missing bucket cannot be told apart here). With `startup_probe`, a client error
+//! (4xx other than 404, 408 and 429: wrong secret, wrong region, malformed request) fails at once
+//! instead of being retried for `--maxRetryPause`: used at startup, where such an answer means a
+//! configuration mistake the user should hear about now. Other errors are retried per `retry.rs`.
 
 use crate::client::{Prepared, S3Client, check_key, response_meta};
 use crate::error::S3Error;
@@ -17,7 +18,7 @@ impl S3Client {
     pub fn head_object(
         &self,
         key: &str,
-        fail_fast_on_auth: bool,
+        startup_probe: bool,
     ) -> Result<Option<ObjectInfo>, S3Error> {
         check_key(key)?;
         let inner = &self.inner;
@@ -40,7 +41,9 @@ impl S3Client {
                 meta: response_meta(&resp),
             })),
             404 => Attempt::Done(None),
-            401 | 403 if fail_fast_on_auth => Attempt::Fail(inner.http_error(target, &resp)),
+            400..=499 if startup_probe && !matches!(resp.status, 408 | 429) => {
+                Attempt::Fail(inner.http_error(target, &resp))
+            }
             _ => inner.http_failure(target, &resp, false),
         })
     }

@@ -9,7 +9,8 @@
 //!   transit and a resend may succeed;
 //! * status 501 (Not Implemented) whatever the code: the server lacks the operation (e.g. bulk
 //!   delete) and the caller wants to fall back quickly;
-//! * `head_object(.., fail_fast_on_auth = true)` on 401/403 (decided in `head_object.rs`).
+//! * `head_object(.., startup_probe = true)` on a 4xx other than 404/408/429 (decided in
+//!   `head_object.rs`).
 //!
 //! # Schedule ([`Backoff`])
 //! Pauses start at `--initialRetryPause` and double; the last one is shortened so that the

@@ -50,7 +50,11 @@ fn spans(offset: u64, len: u64, block_size: u32) -> impl Iterator<Item = Span> {
         let within = pos % bs;
         let n = (bs - within).min(end - pos);
         pos += n;
-        Some(Span { block: block as BlockNum, offset: within as u32, len: n as u32 })
+        Some(Span {
+            block: block as BlockNum,
+            offset: within as u32,
+            len: n as u32,
+        })
     })
 }
 
@@ -69,7 +73,9 @@ struct BlockLocks {
 
 impl BlockLocks {
     fn new() -> Self {
-        BlockLocks { stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect() }
+        BlockLocks {
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
     }
 
     fn stripe(block: BlockNum) -> usize {
@@ -78,7 +84,9 @@ impl BlockLocks {
 
     fn lock(&self, block: BlockNum) -> MutexGuard<'_, ()> {
         // The lock guards no data, so a poisoned one is still a valid lock.
-        self.stripes[Self::stripe(block)].lock().unwrap_or_else(|e| e.into_inner())
+        self.stripes[Self::stripe(block)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Locks every stripe of `[start, end)`, in stripe order (so two such calls cannot deadlock).
@@ -86,7 +94,9 @@ impl BlockLocks {
         let mut idx: Vec<usize> = (start..end).map(Self::stripe).collect();
         idx.sort_unstable();
         idx.dedup();
-        idx.into_iter().map(|i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())).collect()
+        idx.into_iter()
+            .map(|i| self.stripes[i].lock().unwrap_or_else(|e| e.into_inner()))
+            .collect()
     }
 }
 
@@ -103,7 +113,11 @@ pub struct Disk {
 impl Disk {
     /// A disk over `store`, running up to `io_threads` block operations of one request at once.
     /// Creates threads: call it after any fork.
-    pub fn new(store: Arc<dyn BlockStore>, io_threads: usize, read_only: bool) -> StoreResult<Disk> {
+    pub fn new(
+        store: Arc<dyn BlockStore>,
+        io_threads: usize,
+        read_only: bool,
+    ) -> StoreResult<Disk> {
         let geometry = store.geometry();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(io_threads.max(1))
@@ -151,15 +165,24 @@ impl Disk {
     }
 
     fn check_writable(&self) -> StoreResult<()> {
-        if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
+        if self.read_only {
+            Err(StoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
     }
 
     /// Runs `f` on every item, in parallel on the pool when there is more than one.
-    fn fan_out<T: Send>(&self, items: Vec<T>, f: impl Fn(T) -> StoreResult<()> + Sync + Send) -> StoreResult<()> {
+    fn fan_out<T: Send>(
+        &self,
+        items: Vec<T>,
+        f: impl Fn(T) -> StoreResult<()> + Sync + Send,
+    ) -> StoreResult<()> {
         if items.len() <= 1 {
             return items.into_iter().try_for_each(f);
         }
-        self.pool.install(|| items.into_par_iter().with_max_len(1).try_for_each(&f))
+        self.pool
+            .install(|| items.into_par_iter().with_max_len(1).try_for_each(&f))
     }
 
     /// Reads `buf.len()` bytes at `offset`.
@@ -194,7 +217,11 @@ impl Disk {
             pieces.push((span, piece));
             rest = tail;
         }
-        let touched: Vec<BlockNum> = if fua { pieces.iter().map(|(s, _)| s.block).collect() } else { Vec::new() };
+        let touched: Vec<BlockNum> = if fua {
+            pieces.iter().map(|(s, _)| s.block).collect()
+        } else {
+            Vec::new()
+        };
         self.fan_out(pieces, |(span, piece)| {
             let _guard = self.locks.lock(span.block);
             if span.is_whole(bs) {
@@ -203,7 +230,11 @@ impl Disk {
                 self.store.write_part(span.block, span.offset, piece)
             }
         })?;
-        if fua { self.store.flush_blocks(&touched) } else { Ok(()) }
+        if fua {
+            self.store.flush_blocks(&touched)
+        } else {
+            Ok(())
+        }
     }
 
     /// Zeroes `[offset, offset + len)` (NBD trim and write-zeroes, FUSE punch-hole): whole blocks
@@ -247,7 +278,11 @@ impl Disk {
                 self.store.zero_blocks(&blocks)
             }
         })?;
-        if fua { self.store.flush_blocks(&touched) } else { Ok(()) }
+        if fua {
+            self.store.flush_blocks(&touched)
+        } else {
+            Ok(())
+        }
     }
 
     /// Returns once every write acknowledged before the call is durable.
@@ -264,16 +299,27 @@ impl Disk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Geometry;
     use crate::backend::memory::{MemoryBackend, Op};
     use crate::format::keys::KeyFormat;
     use crate::layers::{Checked, ObjectBlocks};
-    use crate::Geometry;
     use proptest::prelude::*;
 
     fn disk(block_size: u32, num_blocks: u32) -> (Arc<MemoryBackend>, Disk) {
         let mem = Arc::new(MemoryBackend::new());
-        let keys = KeyFormat { prefix: String::new(), hashed: false };
-        let objects = ObjectBlocks::new(mem.clone(), keys, Geometry { block_size, num_blocks }, false);
+        let keys = KeyFormat {
+            prefix: String::new(),
+            hashed: false,
+        };
+        let objects = ObjectBlocks::new(
+            mem.clone(),
+            keys,
+            Geometry {
+                block_size,
+                num_blocks,
+            },
+            false,
+        );
         let store: Arc<dyn BlockStore> = Arc::new(Checked::new(Arc::new(objects)));
         (mem, Disk::new(store, 4, false).expect("disk"))
     }
@@ -284,13 +330,32 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                Span { block: 0, offset: 100, len: 412 },
-                Span { block: 1, offset: 0, len: 512 },
-                Span { block: 2, offset: 0, len: 76 },
+                Span {
+                    block: 0,
+                    offset: 100,
+                    len: 412
+                },
+                Span {
+                    block: 1,
+                    offset: 0,
+                    len: 512
+                },
+                Span {
+                    block: 2,
+                    offset: 0,
+                    len: 76
+                },
             ]
         );
         assert_eq!(spans(0, 0, 512).count(), 0);
-        assert_eq!(spans(1024, 512, 512).collect::<Vec<_>>(), vec![Span { block: 2, offset: 0, len: 512 }]);
+        assert_eq!(
+            spans(1024, 512, 512).collect::<Vec<_>>(),
+            vec![Span {
+                block: 2,
+                offset: 0,
+                len: 512
+            }]
+        );
     }
 
     #[test]
@@ -300,7 +365,11 @@ mod tests {
         assert_eq!((mem.calls(Op::Get), mem.calls(Op::Put)), (0, 4));
         mem.reset_counts();
         d.write(&[6u8; 100], 1030, false).expect("partial");
-        assert_eq!((mem.calls(Op::Get), mem.calls(Op::Put)), (1, 1), "one read-modify-write");
+        assert_eq!(
+            (mem.calls(Op::Get), mem.calls(Op::Put)),
+            (1, 1),
+            "one read-modify-write"
+        );
     }
 
     #[test]
@@ -312,7 +381,10 @@ mod tests {
         // Head partial (block 0), 2998 whole blocks in 3 bulk deletes, tail partial (block 2999).
         assert_eq!(mem.calls(Op::DeleteMany), 3);
         assert_eq!(mem.calls(Op::Put), 2);
-        assert_eq!(mem.keys(), vec!["00000000".to_string(), "00000bb7".to_string()]);
+        assert_eq!(
+            mem.keys(),
+            vec!["00000000".to_string(), "00000bb7".to_string()]
+        );
         let mut buf = vec![9u8; 512 * 3000];
         d.read(&mut buf, 0).expect("read");
         assert!(buf[..256].iter().all(|&b| b == 1));
@@ -324,11 +396,23 @@ mod tests {
     fn out_of_range_and_read_only() {
         let (_mem, d) = disk(512, 4);
         let mut buf = [0u8; 10];
-        assert_eq!(d.read(&mut buf, 2045).map_err(|e| e.errno()), Err(libc::EINVAL));
-        assert_eq!(d.write(&buf, 2040, false).map_err(|e| e.errno()), Err(libc::EINVAL));
+        assert_eq!(
+            d.read(&mut buf, 2045).map_err(|e| e.errno()),
+            Err(libc::EINVAL)
+        );
+        assert_eq!(
+            d.write(&buf, 2040, false).map_err(|e| e.errno()),
+            Err(libc::EINVAL)
+        );
         let ro = Disk::new(d.store().clone(), 1, true).expect("disk");
-        assert_eq!(ro.write(&buf, 0, false).map_err(|e| e.errno()), Err(libc::EROFS));
-        assert_eq!(ro.zero(0, 512, false).map_err(|e| e.errno()), Err(libc::EROFS));
+        assert_eq!(
+            ro.write(&buf, 0, false).map_err(|e| e.errno()),
+            Err(libc::EROFS)
+        );
+        assert_eq!(
+            ro.zero(0, 512, false).map_err(|e| e.errno()),
+            Err(libc::EROFS)
+        );
     }
 
     #[test]
@@ -348,7 +432,10 @@ mod tests {
         let mut buf = vec![0u8; 4096];
         d.read(&mut buf, 0).expect("read");
         for (i, chunk) in buf.chunks(32).enumerate() {
-            assert!(chunk.iter().all(|&b| b == (i / 16) as u8 + 1), "chunk {i} lost");
+            assert!(
+                chunk.iter().all(|&b| b == (i / 16) as u8 + 1),
+                "chunk {i} lost"
+            );
         }
     }
 
@@ -362,10 +449,19 @@ mod tests {
 
     fn op(size: u64) -> impl Strategy<Value = DiskOp> {
         prop_oneof![
-            (0..size, 1..3000usize, any::<u8>())
-                .prop_map(move |(o, l, f)| DiskOp::Write { offset: o, len: l.min((size - o) as usize), fill: f }),
-            (0..size, 1..3000u64).prop_map(move |(o, l)| DiskOp::Zero { offset: o, len: l.min(size - o) }),
-            (0..size, 1..3000usize).prop_map(move |(o, l)| DiskOp::Read { offset: o, len: l.min((size - o) as usize) }),
+            (0..size, 1..3000usize, any::<u8>()).prop_map(move |(o, l, f)| DiskOp::Write {
+                offset: o,
+                len: l.min((size - o) as usize),
+                fill: f
+            }),
+            (0..size, 1..3000u64).prop_map(move |(o, l)| DiskOp::Zero {
+                offset: o,
+                len: l.min(size - o)
+            }),
+            (0..size, 1..3000usize).prop_map(move |(o, l)| DiskOp::Read {
+                offset: o,
+                len: l.min((size - o) as usize)
+            }),
         ]
     }
 

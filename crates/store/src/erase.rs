@@ -5,8 +5,8 @@
 //! confirmation prompt is the front end's job. A block cache file is not touched: the user
 //! removes it (as with s3backer).
 
-use crate::{BlockNum, BlockStore, StoreError, StoreResult, Volume};
 use crate::layers::DELETE_BATCH;
+use crate::{BlockNum, BlockStore, StoreError, StoreResult, Volume};
 use std::sync::Mutex;
 
 /// Listing threads for erase (compat: s3backer lists with `--listBlocksThreads`, default 16).
@@ -20,7 +20,9 @@ pub fn erase(volume: &Volume, progress: &dyn Fn(u64, u64)) -> StoreResult<u64> {
     }
     let objects = volume.object_blocks();
     let found = Mutex::new(Vec::<BlockNum>::new());
-    objects.survey(LIST_THREADS, &|b| found.lock().unwrap_or_else(|e| e.into_inner()).push(b))?;
+    objects.survey(LIST_THREADS, &|b| {
+        found.lock().unwrap_or_else(|e| e.into_inner()).push(b)
+    })?;
     let mut blocks = found.into_inner().unwrap_or_else(|e| e.into_inner());
     blocks.sort_unstable();
     blocks.dedup();

@@ -58,14 +58,20 @@ impl StoreError {
             StoreError::Invalid(_) => libc::EINVAL,
             StoreError::AlreadyMounted(_) => libc::EBUSY,
             StoreError::Startup(_) => libc::EINVAL,
-            StoreError::Io { source, .. } => source.raw_os_error().filter(|&e| e != 0).unwrap_or(libc::EIO),
+            StoreError::Io { source, .. } => source
+                .raw_os_error()
+                .filter(|&e| e != 0)
+                .unwrap_or(libc::EIO),
             StoreError::Panic(_) => libc::EIO,
         }
     }
 
     /// Wraps an I/O error with what we were doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        StoreError::Io { context: context.into(), source }
+        StoreError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -78,7 +84,10 @@ mod tests {
         let synthetic = std::io::Error::other("synthetic");
         let errors = [
             StoreError::io("x", synthetic),
-            StoreError::Corrupt { block: 1, detail: "d".into() },
+            StoreError::Corrupt {
+                block: 1,
+                detail: "d".into(),
+            },
             StoreError::ReadOnly,
             StoreError::Invalid("i".into()),
             StoreError::Panic("p".into()),

@@ -31,7 +31,11 @@ pub fn init(debug: bool) {
 
 /// Turns DEBUG lines on or off.
 pub fn set_debug(debug: bool) {
-    let max = if debug { log::LevelFilter::Debug } else { log::LevelFilter::Info };
+    let max = if debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
     MAX_LEVEL.store(if debug { 4 } else { 3 }, Ordering::Relaxed);
     log::set_max_level(max);
 }
@@ -40,7 +44,13 @@ pub fn set_debug(debug: bool) {
 pub fn use_syslog() {
     if !TO_SYSLOG.swap(true, Ordering::SeqCst) {
         // SAFETY: a NULL ident makes syslog use the program name; the flags are constants.
-        unsafe { libc::openlog(std::ptr::null(), libc::LOG_PID | libc::LOG_NDELAY, libc::LOG_USER) };
+        unsafe {
+            libc::openlog(
+                std::ptr::null(),
+                libc::LOG_PID | libc::LOG_NDELAY,
+                libc::LOG_USER,
+            )
+        };
     }
 }
 
@@ -75,7 +85,8 @@ impl log::Log for Logger {
             return;
         }
         // Other crates' chatter (TLS, HTTP internals) only with --debug.
-        let ours = record.target().starts_with("s3backer") || record.target().starts_with("nbdkit_s3backer");
+        let ours = record.target().starts_with("s3backer")
+            || record.target().starts_with("nbdkit_s3backer");
         if !ours && record.level() > log::Level::Warn && MAX_LEVEL.load(Ordering::Relaxed) < 4 {
             return;
         }

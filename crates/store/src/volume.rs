@@ -12,7 +12,7 @@
 
 use crate::backend::dir::{DirBackend, DirOptions};
 use crate::backend::s3::S3Backend;
-use crate::backend::{GetOutcome, GetRequest, ObjectBackend, PutRequest};
+use crate::backend::{BackendError, GetOutcome, GetRequest, ObjectBackend, PutRequest};
 use crate::format::keys::KeyFormat;
 use crate::format::meta;
 use crate::layers::{Checked, ObjectBlocks};
@@ -41,10 +41,22 @@ impl Volume {
     }
 
     /// Like [`Volume::open`] over a given backend (tests, tools).
-    pub fn open_with_backend(config: &Config, backend: Arc<dyn ObjectBackend>) -> StoreResult<Volume> {
-        let keys = KeyFormat { prefix: config.prefix.clone(), hashed: config.block_hash_prefix };
+    pub fn open_with_backend(
+        config: &Config,
+        backend: Arc<dyn ObjectBackend>,
+    ) -> StoreResult<Volume> {
+        let keys = KeyFormat {
+            prefix: config.prefix.clone(),
+            hashed: config.block_hash_prefix,
+        };
         let geometry = detect_geometry(config, backend.as_ref(), &keys)?;
-        let volume = Volume { config: config.clone(), backend, keys, geometry, our_token: Mutex::new(None) };
+        let volume = Volume {
+            config: config.clone(),
+            backend,
+            keys,
+            geometry,
+            our_token: Mutex::new(None),
+        };
         if config.mode == Mode::Serve {
             volume.check_not_mounted()?;
         }
@@ -87,10 +99,12 @@ impl Volume {
         if !self.backend.caps().metadata {
             return Ok(0);
         }
-        Ok(match self.backend.head(&self.keys.mount_token_key(), true)? {
-            None => 0,
-            Some(info) => meta::parse_mount_token(&info.meta),
-        })
+        Ok(
+            match self.backend.head(&self.keys.mount_token_key(), true)? {
+                None => 0,
+                Some(info) => meta::parse_mount_token(&info.meta),
+            },
+        )
     }
 
     fn check_not_mounted(&self) -> StoreResult<()> {
@@ -124,13 +138,18 @@ impl Volume {
                 break t;
             }
         };
-        let body = format!("{}\n{}\n", hostname(), s3backer_s3client::format_amz_timestamp(std::time::SystemTime::now()));
+        let body = format!(
+            "{}\n{}\n",
+            hostname(),
+            s3backer_s3client::format_amz_timestamp(std::time::SystemTime::now())
+        );
         let req = PutRequest {
             content_type: Some(meta::TOKEN_CONTENT_TYPE.to_string()),
             content_encoding: None,
             meta: vec![(meta::META_MOUNT_TOKEN.to_string(), format!("{token:08x}"))],
         };
-        self.backend.put(&self.keys.mount_token_key(), body.as_bytes(), &req)?;
+        self.backend
+            .put(&self.keys.mount_token_key(), body.as_bytes(), &req)?;
         *self.our_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
         self.progress(&format!("established new mount token 0x{token:08x}"));
         Ok(())
@@ -139,7 +158,12 @@ impl Volume {
     /// Deletes our mount token, if we wrote one and it is still ours (another instance may have
     /// taken the bucket over with `--force`; its token is not ours to delete).
     pub fn release_mount(&self) -> StoreResult<()> {
-        let Some(ours) = self.our_token.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(ours) = self
+            .our_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
             return Ok(());
         };
         let current = self.read_mount_token()?;
@@ -166,7 +190,12 @@ impl Volume {
 
     /// The bottom of the stack, without the top (tools such as `--erase` use it directly).
     pub fn object_blocks(&self) -> ObjectBlocks {
-        ObjectBlocks::new(self.backend.clone(), self.keys.clone(), self.geometry, self.config.read_only)
+        ObjectBlocks::new(
+            self.backend.clone(),
+            self.keys.clone(),
+            self.geometry,
+            self.config.read_only,
+        )
     }
 
     /// Assembles the layer stack and the disk on top. Starts threads: call after any fork.
@@ -180,21 +209,33 @@ impl Volume {
 /// The backend the configuration names.
 pub fn connect(config: &Config) -> StoreResult<Arc<dyn ObjectBackend>> {
     if config.test_mode {
-        let options =
-            DirOptions { read_only: config.read_only, delays: config.test_delays, discard: config.test_discard };
-        return Ok(Arc::new(DirBackend::open(Path::new(&config.bucket), &config.prefix, options)?));
+        let options = DirOptions {
+            read_only: config.read_only,
+            delays: config.test_delays,
+            discard: config.test_discard,
+        };
+        return Ok(Arc::new(DirBackend::open(
+            Path::new(&config.bucket),
+            &config.prefix,
+            options,
+        )?));
     }
     let options = ClientOptions {
         // The pool's threads plus nbdkit's own (16 by default) each may hold a connection.
         max_connections: config.io_threads + 16,
         user_agent: format!("s3backer-rs/{}", env!("CARGO_PKG_VERSION")),
     };
-    let client = S3Client::new(&config.s3, &config.bucket, options).map_err(crate::backend::BackendError::from)?;
+    let client = S3Client::new(&config.s3, &config.bucket, options)
+        .map_err(crate::backend::BackendError::from)?;
     Ok(Arc::new(S3Backend::new(client)))
 }
 
 /// s3backer's size auto-detection (§2.5) and the checks of the result.
-fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyFormat) -> StoreResult<Geometry> {
+fn detect_geometry(
+    config: &Config,
+    backend: &dyn ObjectBackend,
+    keys: &KeyFormat,
+) -> StoreResult<Geometry> {
     let detected = if config.no_auto_detect || !backend.caps().metadata {
         None
     } else {
@@ -202,12 +243,15 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
             log::info!("auto-detecting block size and total file size...");
         }
         let key = keys.block_key(0);
-        match backend.head(&key, true)? {
+        match backend.head(&key, true).map_err(startup_error)? {
             Some(info) => meta::parse_geometry(&info.meta),
             None => {
                 // HEAD has no body to say *why* it is 404: make sure it is "no such key" and not
                 // "no such bucket" (the client turns NoSuchBucket into an error).
-                let req = GetRequest { max_body: 1 << 31, ..Default::default() };
+                let req = GetRequest {
+                    max_body: 1 << 31,
+                    ..Default::default()
+                };
                 match backend.get(&key, &req)? {
                     GetOutcome::Found(data) => meta::parse_geometry(&data.meta),
                     _ => None,
@@ -215,10 +259,14 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
             }
         }
     };
-    if let Some((bs, size)) = detected {
-        if !config.quiet {
-            log::info!("auto-detected block size={} and total size={}", format_size(bs.into()), format_size(size));
-        }
+    if let Some((bs, size)) = detected
+        && !config.quiet
+    {
+        log::info!(
+            "auto-detected block size={} and total size={}",
+            format_size(bs.into()),
+            format_size(size)
+        );
     }
     let block_size = match (config.block_size, detected) {
         (Some(given), Some((found, _))) if given != found => {
@@ -228,9 +276,14 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
                 format_size(found.into())
             );
             if !config.force {
-                return Err(StoreError::Startup(format!("{msg} (use --force to override)")));
+                return Err(StoreError::Startup(format!(
+                    "{msg} (use --force to override)"
+                )));
             }
-            log::warn!("{msg}; using {} because of --force", format_size(given.into()));
+            log::warn!(
+                "{msg}; using {} because of --force",
+                format_size(given.into())
+            );
             given
         }
         (Some(given), _) => given,
@@ -245,7 +298,9 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
                 format_size(found)
             );
             if !config.force {
-                return Err(StoreError::Startup(format!("{msg} (use --force to override)")));
+                return Err(StoreError::Startup(format!(
+                    "{msg} (use --force to override)"
+                )));
             }
             log::warn!("{msg}; using {} because of --force", format_size(given));
             given
@@ -253,10 +308,14 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
         (Some(given), _) => given,
         (None, Some((_, found))) => found,
         (None, None) if !backend.caps().metadata => {
-            return Err(StoreError::Startup("--size is required with --test (a directory has no size metadata)".into()));
+            return Err(StoreError::Startup(
+                "--size is required with --test (a directory has no size metadata)".into(),
+            ));
         }
         (None, None) if config.no_auto_detect => {
-            return Err(StoreError::Startup("--size is required with --noAutoDetect".into()));
+            return Err(StoreError::Startup(
+                "--size is required with --noAutoDetect".into(),
+            ));
         }
         (None, None) => {
             return Err(StoreError::Startup(
@@ -265,7 +324,9 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
         }
     };
     if !block_size.is_power_of_two() {
-        return Err(StoreError::Startup(format!("block size {block_size} is not a power of two")));
+        return Err(StoreError::Startup(format!(
+            "block size {block_size} is not a power of two"
+        )));
     }
     if size % u64::from(block_size) != 0 {
         return Err(StoreError::Startup(format!(
@@ -282,7 +343,22 @@ fn detect_geometry(config: &Config, backend: &dyn ObjectBackend, keys: &KeyForma
             format_size(block_size.into())
         )));
     }
-    Ok(Geometry { block_size, num_blocks: num_blocks as u32 })
+    Ok(Geometry {
+        block_size,
+        num_blocks: num_blocks as u32,
+    })
+}
+
+/// A startup request failed: say what to check when the server rejected the request itself.
+fn startup_error(e: BackendError) -> StoreError {
+    let rejected = matches!(&e, BackendError::S3(s3) if s3.status().is_some_and(|st| (400..500).contains(&st)));
+    if rejected {
+        StoreError::Startup(format!(
+            "{e} (the server rejected the request: check the access key and secret, --region, --authVersion and --baseURL)"
+        ))
+    } else {
+        e.into()
+    }
 }
 
 fn hostname() -> String {

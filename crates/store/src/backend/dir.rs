@@ -44,7 +44,10 @@ pub struct DirBackend {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> BackendError {
-    BackendError::Io { path: path.display().to_string(), source }
+    BackendError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl DirBackend {
@@ -66,7 +69,11 @@ impl DirBackend {
             .truncate(false)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
-        let mode = if options.read_only { libc::LOCK_SH } else { libc::LOCK_EX };
+        let mode = if options.read_only {
+            libc::LOCK_SH
+        } else {
+            libc::LOCK_EX
+        };
         // SAFETY: flock on a valid, owned descriptor.
         if unsafe { libc::flock(lock.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
             let err = std::io::Error::last_os_error();
@@ -141,7 +148,11 @@ impl ObjectBackend for DirBackend {
     fn head(&self, key: &str, _startup_probe: bool) -> BackendResult<Option<ObjectInfo>> {
         let path = self.path(key);
         match fs::metadata(&path) {
-            Ok(m) => Ok(Some(ObjectInfo { etag: None, content_length: Some(m.len()), meta: Vec::new() })),
+            Ok(m) => Ok(Some(ObjectInfo {
+                etag: None,
+                content_length: Some(m.len()),
+                meta: Vec::new(),
+            })),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path, e)),
         }
@@ -156,11 +167,11 @@ impl ObjectBackend for DirBackend {
         if self.options.discard {
             return Ok(PutOutcome { etag: None });
         }
-        if let Some(parent) = path.parent() {
-            if !parent.exists() {
-                fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
-                self.mark_dirty(parent);
-            }
+        if let Some(parent) = path.parent()
+            && !parent.exists()
+        {
+            fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+            self.mark_dirty(parent);
         }
         let tmp = PathBuf::from(format!("{}.{:08x}", path.display(), random_u32()));
         let write = || -> std::io::Result<()> {
@@ -202,7 +213,10 @@ impl ObjectBackend for DirBackend {
 
     fn list(&self, prefix: &str, marker: &str, max_keys: u32) -> BackendResult<ListPage> {
         if self.options.discard {
-            return Ok(ListPage { keys: Vec::new(), is_truncated: false });
+            return Ok(ListPage {
+                keys: Vec::new(),
+                is_truncated: false,
+            });
         }
         // Block names never contain '/', so only the prefix's own directory can hold them.
         let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
@@ -210,15 +224,24 @@ impl ObjectBackend for DirBackend {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(ListPage { keys: Vec::new(), is_truncated: false });
+                return Ok(ListPage {
+                    keys: Vec::new(),
+                    is_truncated: false,
+                });
             }
             Err(e) => return Err(io_err(&dir, e)),
         };
         let mut keys = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_err(&dir, e))?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            let key = if dir_part.is_empty() { name } else { format!("{dir_part}/{name}") };
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let key = if dir_part.is_empty() {
+                name
+            } else {
+                format!("{dir_part}/{name}")
+            };
             if key.starts_with(prefix) && key.as_str() > marker {
                 keys.push(key);
             }
@@ -235,7 +258,10 @@ impl ObjectBackend for DirBackend {
             let result = File::open(dir).and_then(|d| d.sync_all());
             if let Err(e) = result {
                 // Put them back so the next flush tries again.
-                self.dirty_dirs.lock().unwrap_or_else(|e| e.into_inner()).extend(dirs.iter().cloned());
+                self.dirty_dirs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(dirs.iter().cloned());
                 return Err(io_err(dir, e));
             }
         }
@@ -248,7 +274,11 @@ mod tests {
     use super::*;
 
     fn tempdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("s3b-dir-{name}-{}-{:08x}", std::process::id(), random_u32()));
+        let dir = std::env::temp_dir().join(format!(
+            "s3b-dir-{name}-{}-{:08x}",
+            std::process::id(),
+            random_u32()
+        ));
         fs::create_dir_all(&dir).expect("mkdir");
         dir
     }
@@ -257,9 +287,14 @@ mod tests {
     fn put_get_delete_list() {
         let root = tempdir("basic");
         let b = DirBackend::open(&root, "p/", DirOptions::default()).expect("open");
-        assert!(matches!(b.get("p/00000001", &GetRequest::default()).expect("get"), GetOutcome::NotFound));
-        b.put("p/00000001", b"abc", &PutRequest::default()).expect("put");
-        b.put("p/00000003", b"def", &PutRequest::default()).expect("put");
+        assert!(matches!(
+            b.get("p/00000001", &GetRequest::default()).expect("get"),
+            GetOutcome::NotFound
+        ));
+        b.put("p/00000001", b"abc", &PutRequest::default())
+            .expect("put");
+        b.put("p/00000003", b"def", &PutRequest::default())
+            .expect("put");
         match b.get("p/00000001", &GetRequest::default()).expect("get") {
             GetOutcome::Found(d) => assert_eq!(d.body, b"abc"),
             _ => panic!("missing"),
@@ -282,12 +317,20 @@ mod tests {
     fn second_writer_is_refused_and_readers_share() {
         let root = tempdir("lock");
         let first = DirBackend::open(&root, "", DirOptions::default()).expect("open");
-        let err = DirBackend::open(&root, "", DirOptions::default()).err().expect("refused");
-        assert!(err.to_string().contains("in use by another s3backer"), "{err}");
+        let err = DirBackend::open(&root, "", DirOptions::default())
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("in use by another s3backer"),
+            "{err}"
+        );
         // Another prefix is another disk.
         DirBackend::open(&root, "other-", DirOptions::default()).expect("other prefix");
         drop(first);
-        let ro = DirOptions { read_only: true, ..Default::default() };
+        let ro = DirOptions {
+            read_only: true,
+            ..Default::default()
+        };
         let r1 = DirBackend::open(&root, "", ro.clone()).expect("reader 1");
         let _r2 = DirBackend::open(&root, "", ro).expect("reader 2");
         assert!(r1.put("00000000", b"x", &PutRequest::default()).is_err());

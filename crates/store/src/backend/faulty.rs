@@ -47,7 +47,14 @@ impl FaultyBackend {
     /// The `nth` next call of `op` fails with `kind`.
     pub fn fail_nth(&self, op: Op, nth: u64, kind: FaultKind) {
         let base = self.calls[op as usize].load(Ordering::SeqCst);
-        self.rules.lock().unwrap_or_else(|e| e.into_inner()).push(Rule { op, nth: base + nth, kind });
+        self.rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Rule {
+                op,
+                nth: base + nth,
+                kind,
+            });
     }
 
     /// Counts the call and decides its fate: `None` = proceed normally.
@@ -67,7 +74,9 @@ impl FaultyBackend {
             Some(FaultKind::Fail) => Err(BackendError::Injected(format!("{op:?} failed"))),
             Some(FaultKind::ApplyThenFail) => {
                 f()?;
-                Err(BackendError::Injected(format!("{op:?} applied, reply lost")))
+                Err(BackendError::Injected(format!(
+                    "{op:?} applied, reply lost"
+                )))
             }
         }
     }

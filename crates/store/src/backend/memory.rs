@@ -65,7 +65,9 @@ impl MemoryBackend {
 
     /// Resets all counters.
     pub fn reset_counts(&self) {
-        self.counts.iter().for_each(|c| c.store(0, Ordering::Relaxed));
+        self.counts
+            .iter()
+            .for_each(|c| c.store(0, Ordering::Relaxed));
     }
 
     /// A copy of an object.

@@ -4,11 +4,11 @@
 //! stand in for it.
 
 pub mod dir;
-pub mod s3;
 #[cfg(any(test, feature = "testing"))]
 pub mod faulty;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod s3;
 
 pub use s3backer_s3client::{
     DeleteFailure, Etag, GetOutcome, GetRequest, ListPage, ObjectData, ObjectInfo, PutOutcome,
@@ -40,9 +40,10 @@ impl BackendError {
     pub fn errno(&self) -> i32 {
         match self {
             BackendError::S3(e) => e.errno(),
-            BackendError::Io { source, .. } => {
-                source.raw_os_error().filter(|&e| e != 0).unwrap_or(libc::EIO)
-            }
+            BackendError::Io { source, .. } => source
+                .raw_os_error()
+                .filter(|&e| e != 0)
+                .unwrap_or(libc::EIO),
             BackendError::Injected(_) => libc::EIO,
         }
     }

@@ -66,13 +66,21 @@ impl KeyFormat {
 
     /// The largest first-8-hex-digit value a block key can have.
     pub fn last_sort_value(&self, num_blocks: u32) -> u32 {
-        if self.hashed { u32::MAX } else { num_blocks.saturating_sub(1) }
+        if self.hashed {
+            u32::MAX
+        } else {
+            num_blocks.saturating_sub(1)
+        }
     }
 }
 
 /// Exactly eight lowercase hex digits.
 fn parse_hex8(s: &str) -> Option<u32> {
-    if s.len() != 8 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if s.len() != 8
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return None;
     }
     u32::from_str_radix(s, 16).ok()
@@ -93,24 +101,51 @@ mod tests {
 
     #[test]
     fn names() {
-        let plain = KeyFormat { prefix: "vol1/".into(), hashed: false };
+        let plain = KeyFormat {
+            prefix: "vol1/".into(),
+            hashed: false,
+        };
         assert_eq!(plain.block_key(26), "vol1/0000001a");
         assert_eq!(plain.mount_token_key(), "vol1/s3backer-mounted");
-        let hashed = KeyFormat { prefix: String::new(), hashed: true };
+        let hashed = KeyFormat {
+            prefix: String::new(),
+            hashed: true,
+        };
         assert_eq!(hashed.block_key(1), "d211cad9-00000001");
     }
 
     #[test]
     fn parsing_accepts_only_exact_block_names() {
-        let plain = KeyFormat { prefix: "p/".into(), hashed: false };
+        let plain = KeyFormat {
+            prefix: "p/".into(),
+            hashed: false,
+        };
         assert_eq!(plain.parse_block_key("p/0000001a", 100), Some(26));
-        for bad in ["p/0000001A", "p/0000001a.x", "p/000001a", "q/0000001a", "0000001a", "p/s3backer-mounted"] {
+        for bad in [
+            "p/0000001A",
+            "p/0000001a.x",
+            "p/000001a",
+            "q/0000001a",
+            "0000001a",
+            "p/s3backer-mounted",
+        ] {
             assert_eq!(plain.parse_block_key(bad, 100), None, "{bad}");
         }
-        assert_eq!(plain.parse_block_key("p/00000064", 100), None, "beyond num_blocks");
-        let hashed = KeyFormat { prefix: String::new(), hashed: true };
+        assert_eq!(
+            plain.parse_block_key("p/00000064", 100),
+            None,
+            "beyond num_blocks"
+        );
+        let hashed = KeyFormat {
+            prefix: String::new(),
+            hashed: true,
+        };
         assert_eq!(hashed.parse_block_key("d211cad9-00000001", 10), Some(1));
-        assert_eq!(hashed.parse_block_key("d211cad8-00000001", 10), None, "wrong hash");
+        assert_eq!(
+            hashed.parse_block_key("d211cad8-00000001", 10),
+            None,
+            "wrong hash"
+        );
         assert_eq!(hashed.parse_block_key("00000001", 10), None);
         for b in [0, 5, 9] {
             assert_eq!(hashed.parse_block_key(&hashed.block_key(b), 10), Some(b));
@@ -119,10 +154,16 @@ mod tests {
 
     #[test]
     fn sort_values() {
-        let hashed = KeyFormat { prefix: "x".into(), hashed: true };
+        let hashed = KeyFormat {
+            prefix: "x".into(),
+            hashed: true,
+        };
         assert_eq!(hashed.sort_value("xd211cad9-00000001"), Some(0xd211cad9));
         assert_eq!(hashed.last_sort_value(10), u32::MAX);
-        let plain = KeyFormat { prefix: String::new(), hashed: false };
+        let plain = KeyFormat {
+            prefix: String::new(),
+            hashed: false,
+        };
         assert_eq!(plain.last_sort_value(10), 9);
     }
 }

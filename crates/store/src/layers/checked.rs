@@ -21,7 +21,10 @@ impl Checked {
 
     fn block(&self, block: BlockNum) -> StoreResult<()> {
         if block >= self.geometry.num_blocks {
-            return violation(format!("block {block} is beyond the disk ({} blocks)", self.geometry.num_blocks));
+            return violation(format!(
+                "block {block} is beyond the disk ({} blocks)",
+                self.geometry.num_blocks
+            ));
         }
         Ok(())
     }
@@ -29,7 +32,10 @@ impl Checked {
     fn whole(&self, block: BlockNum, len: usize) -> StoreResult<()> {
         self.block(block)?;
         if len != self.geometry.block_size as usize {
-            return violation(format!("buffer of {len} bytes for a whole block of {}", self.geometry.block_size));
+            return violation(format!(
+                "buffer of {len} bytes for a whole block of {}",
+                self.geometry.block_size
+            ));
         }
         Ok(())
     }
@@ -37,7 +43,10 @@ impl Checked {
     fn part(&self, block: BlockNum, offset: u32, len: usize) -> StoreResult<()> {
         self.block(block)?;
         if len == 0 || offset as usize + len > self.geometry.block_size as usize {
-            return violation(format!("partial range {offset}+{len} outside a block of {}", self.geometry.block_size));
+            return violation(format!(
+                "partial range {offset}+{len} outside a block of {}",
+                self.geometry.block_size
+            ));
         }
         Ok(())
     }
@@ -45,7 +54,9 @@ impl Checked {
 
 fn violation(msg: String) -> StoreResult<()> {
     log::error!("layer contract violated: {msg}");
-    Err(StoreError::Invalid(format!("layer contract violated: {msg}")))
+    Err(StoreError::Invalid(format!(
+        "layer contract violated: {msg}"
+    )))
 }
 
 fn checked_errno<T>(r: StoreResult<T>) -> StoreResult<T> {

@@ -33,12 +33,27 @@ pub struct ObjectBlocks {
 
 impl ObjectBlocks {
     /// The layer over `backend`.
-    pub fn new(backend: Arc<dyn ObjectBackend>, keys: KeyFormat, geometry: Geometry, read_only: bool) -> Self {
-        ObjectBlocks { backend, keys, geometry, read_only, bulk_delete: AtomicBool::new(true) }
+    pub fn new(
+        backend: Arc<dyn ObjectBackend>,
+        keys: KeyFormat,
+        geometry: Geometry,
+        read_only: bool,
+    ) -> Self {
+        ObjectBlocks {
+            backend,
+            keys,
+            geometry,
+            read_only,
+            bulk_delete: AtomicBool::new(true),
+        }
     }
 
     fn check_writable(&self) -> StoreResult<()> {
-        if self.read_only { Err(StoreError::ReadOnly) } else { Ok(()) }
+        if self.read_only {
+            Err(StoreError::ReadOnly)
+        } else {
+            Ok(())
+        }
     }
 
     /// Deletes the objects of `blocks` (any number), in bulk where the server allows it.
@@ -51,7 +66,9 @@ impl ObjectBlocks {
                     Ok(failures) => failures_to_retry(failures),
                     Err(e) => {
                         if self.bulk_delete.swap(false, Ordering::Relaxed) {
-                            log::warn!("bulk delete failed ({e}); using single DELETE requests from now on");
+                            log::warn!(
+                                "bulk delete failed ({e}); using single DELETE requests from now on"
+                            );
                         }
                         keys
                     }
@@ -83,25 +100,39 @@ impl ObjectBlocks {
 
     /// Lists one contiguous range `[min, max]` of first-8-hex-digit values (s3backer's partition
     /// of the key space, §2.7), reporting the blocks found.
-    fn survey_range(&self, min: u32, max: u32, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()> {
+    fn survey_range(
+        &self,
+        min: u32,
+        max: u32,
+        report: &(dyn Fn(BlockNum) + Sync),
+    ) -> StoreResult<()> {
         let prefix = &self.keys.prefix;
         // "0000000/" sorts just before "00000000".
-        let mut marker =
-            if min == 0 { format!("{prefix}0000000/") } else { format!("{prefix}{:08x}", min - 1) };
+        let mut marker = if min == 0 {
+            format!("{prefix}0000000/")
+        } else {
+            format!("{prefix}{:08x}", min - 1)
+        };
         let max_hex = format!("{max:08x}");
         loop {
             let page = self.backend.list(prefix, &marker, LIST_PAGE)?;
             for key in &page.keys {
-                let in_range = self.keys.sort_value(key).is_some_and(|v| (min..=max).contains(&v));
-                if let Some(block) = self.keys.parse_block_key(key, self.geometry.num_blocks) {
-                    if in_range {
-                        report(block);
-                    }
+                let in_range = self
+                    .keys
+                    .sort_value(key)
+                    .is_some_and(|v| (min..=max).contains(&v));
+                if let Some(block) = self.keys.parse_block_key(key, self.geometry.num_blocks)
+                    && in_range
+                {
+                    report(block);
                 }
             }
             let Some(last) = page.keys.last() else { break };
             // Past the range: every later key's first eight characters sort after max.
-            let head = last.get(prefix.len()..).map(|r| &r[..r.len().min(8)]).unwrap_or("");
+            let head = last
+                .get(prefix.len()..)
+                .map(|r| &r[..r.len().min(8)])
+                .unwrap_or("");
             if !page.is_truncated || head > max_hex.as_str() {
                 break;
             }
@@ -115,7 +146,12 @@ impl ObjectBlocks {
 /// client's own backoff), so one transient per-key error does not fail the whole trim.
 fn failures_to_retry(failures: Vec<DeleteFailure>) -> Vec<String> {
     for f in &failures {
-        log::warn!("bulk delete error: key={} code={} message={}; retrying it alone", f.key, f.code, f.message);
+        log::warn!(
+            "bulk delete error: key={} code={} message={}; retrying it alone",
+            f.key,
+            f.code,
+            f.message
+        );
     }
     failures.into_iter().map(|f| f.key).collect()
 }
@@ -126,7 +162,11 @@ pub fn partition(last: u32, threads: usize) -> Vec<(u32, u32)> {
     let mut ranges = Vec::new();
     let mut next_min = 0u64;
     for i in 0..threads {
-        let max = if i == threads - 1 { u64::from(last) } else { u64::from(last) * (i + 1) / threads };
+        let max = if i == threads - 1 {
+            u64::from(last)
+        } else {
+            u64::from(last) * (i + 1) / threads
+        };
         let min = next_min.min(u64::from(last));
         let max = max.clamp(min, u64::from(last));
         ranges.push((min as u32, max as u32));
@@ -147,7 +187,10 @@ impl BlockStore for ObjectBlocks {
         let key = self.keys.block_key(block);
         let bs = self.geometry.block_size as usize;
         // Encoded blocks are at most slightly larger than the block (zlib's compressBound).
-        let req = GetRequest { max_body: bs + bs / 1000 + 64, ..Default::default() };
+        let req = GetRequest {
+            max_body: bs + bs / 1000 + 64,
+            ..Default::default()
+        };
         match self.backend.get(&key, &req)? {
             GetOutcome::NotFound => {
                 buf.fill(0);
@@ -158,7 +201,11 @@ impl BlockStore for ObjectBlocks {
                 detail: "unexpected 304 Not Modified for an unconditional GET".into(),
             }),
             GetOutcome::Found(data) => {
-                if let Some(enc) = data.content_encoding.as_deref().filter(|e| !e.trim().is_empty()) {
+                if let Some(enc) = data
+                    .content_encoding
+                    .as_deref()
+                    .filter(|e| !e.trim().is_empty())
+                {
                     return Err(StoreError::Corrupt {
                         block,
                         detail: format!(
@@ -170,7 +217,10 @@ impl BlockStore for ObjectBlocks {
                 if data.body.len() != bs {
                     return Err(StoreError::Corrupt {
                         block,
-                        detail: format!("object {key} has {} bytes, expected {bs}", data.body.len()),
+                        detail: format!(
+                            "object {key} has {} bytes, expected {bs}",
+                            data.body.len()
+                        ),
                     });
                 }
                 buf.copy_from_slice(&data.body);
@@ -184,7 +234,9 @@ impl BlockStore for ObjectBlocks {
         let key = self.keys.block_key(block);
         if is_zero(data) {
             if block == 0 {
-                log::debug!("block 0 is now all zeros: its object (and the size metadata on it) is deleted");
+                log::debug!(
+                    "block 0 is now all zeros: its object (and the size metadata on it) is deleted"
+                );
             }
             return Ok(self.backend.delete(&key)?);
         }
@@ -213,8 +265,10 @@ impl BlockStore for ObjectBlocks {
         let last = self.keys.last_sort_value(self.geometry.num_blocks);
         let ranges = partition(last, threads);
         std::thread::scope(|s| {
-            let workers: Vec<_> =
-                ranges.iter().map(|&(min, max)| s.spawn(move || self.survey_range(min, max, report))).collect();
+            let workers: Vec<_> = ranges
+                .iter()
+                .map(|&(min, max)| s.spawn(move || self.survey_range(min, max, report)))
+                .collect();
             workers.into_iter().try_for_each(|w| match w.join() {
                 Ok(result) => result,
                 Err(_) => Err(StoreError::Panic("listing worker panicked".into())),
@@ -232,8 +286,14 @@ mod tests {
 
     fn layer(hashed: bool, blocks: u32) -> (Arc<MemoryBackend>, ObjectBlocks) {
         let mem = Arc::new(MemoryBackend::new());
-        let keys = KeyFormat { prefix: "pre/".into(), hashed };
-        let geometry = Geometry { block_size: 512, num_blocks: blocks };
+        let keys = KeyFormat {
+            prefix: "pre/".into(),
+            hashed,
+        };
+        let geometry = Geometry {
+            block_size: 512,
+            num_blocks: blocks,
+        };
         (mem.clone(), ObjectBlocks::new(mem, keys, geometry, false))
     }
 
@@ -246,8 +306,14 @@ mod tests {
         l.write_block(3, &[9u8; 512]).expect("write");
         assert_eq!(mem.keys(), vec!["pre/00000003".to_string()]);
         let obj = mem.object("pre/00000003").expect("stored");
-        assert_eq!(obj.content_type.as_deref(), Some("application/x-s3backer-block"));
-        assert!(obj.meta.is_empty(), "only block 0 carries the size metadata");
+        assert_eq!(
+            obj.content_type.as_deref(),
+            Some("application/x-s3backer-block")
+        );
+        assert!(
+            obj.meta.is_empty(),
+            "only block 0 carries the size metadata"
+        );
         mem.reset_counts();
         l.write_block(3, &[0u8; 512]).expect("zero write");
         assert_eq!((mem.calls(Op::Put), mem.calls(Op::Delete)), (0, 1));
@@ -274,11 +340,24 @@ mod tests {
         mem.insert("pre/00000001", short.clone());
         let mut buf = vec![0u8; 512];
         let err = l.read_block(1, &mut buf).expect_err("short object");
-        assert!(err.to_string().contains("has 100 bytes, expected 512"), "{err}");
+        assert!(
+            err.to_string().contains("has 100 bytes, expected 512"),
+            "{err}"
+        );
         assert_eq!(err.errno(), libc::EIO);
-        mem.insert("pre/00000002", crate::backend::memory::StoredObject { body: vec![1; 512], content_encoding: Some("deflate".into()), ..short });
+        mem.insert(
+            "pre/00000002",
+            crate::backend::memory::StoredObject {
+                body: vec![1; 512],
+                content_encoding: Some("deflate".into()),
+                ..short
+            },
+        );
         let err = l.read_block(2, &mut buf).expect_err("encoded");
-        assert!(err.to_string().contains("Content-Encoding \"deflate\""), "{err}");
+        assert!(
+            err.to_string().contains("Content-Encoding \"deflate\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -303,9 +382,15 @@ mod tests {
 
     #[test]
     fn partition_matches_the_facts() {
-        assert_eq!(partition(99, 4), vec![(0, 24), (25, 49), (50, 74), (75, 99)]);
+        assert_eq!(
+            partition(99, 4),
+            vec![(0, 24), (25, 49), (50, 74), (75, 99)]
+        );
         assert_eq!(partition(0, 4), vec![(0, 0)]);
-        assert_eq!(partition(u32::MAX, 2), vec![(0, u32::MAX / 2), (u32::MAX / 2 + 1, u32::MAX)]);
+        assert_eq!(
+            partition(u32::MAX, 2),
+            vec![(0, u32::MAX / 2), (u32::MAX / 2 + 1, u32::MAX)]
+        );
         let ranges = partition(2, 16);
         assert_eq!(ranges.first().map(|r| r.0), Some(0));
         assert_eq!(ranges.last().map(|r| r.1), Some(2));
@@ -329,12 +414,27 @@ mod tests {
                 l.write_block(b, &[1u8; 512]).expect("write");
             }
             // Junk that must be ignored.
-            let junk = crate::backend::memory::StoredObject { body: vec![], meta: vec![], content_encoding: None, content_type: None };
-            for k in ["pre/s3backer-mounted", "pre/0000zzzz", "other/00000001", "pre/00001388", "pre/00000001x"] {
+            let junk = crate::backend::memory::StoredObject {
+                body: vec![],
+                meta: vec![],
+                content_encoding: None,
+                content_type: None,
+            };
+            for k in [
+                "pre/s3backer-mounted",
+                "pre/0000zzzz",
+                "other/00000001",
+                "pre/00001388",
+                "pre/00000001x",
+            ] {
                 mem.insert(k, junk.clone());
             }
             for threads in [1, 3, 16] {
-                assert_eq!(surveyed(&l, threads), written, "hashed={hashed} threads={threads}");
+                assert_eq!(
+                    surveyed(&l, threads),
+                    written,
+                    "hashed={hashed} threads={threads}"
+                );
             }
         }
     }
