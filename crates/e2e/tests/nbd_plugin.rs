@@ -361,3 +361,75 @@ fn directory_backend_stores_raw_blocks() {
     assert_eq!(block, vec![9u8; 64 << 10]);
     assert!(!dir.join("00000000").exists(), "zero block has no file");
 }
+
+#[test]
+fn flags_that_disagree_with_the_bucket_need_force() {
+    let g = Garage::shared();
+    let bucket = g.new_bucket("detect");
+    let nbd = Nbdkit::start(&params(&bucket, &["size=1m", "blockSize=64k"])).expect("start");
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 1 0 4k"])
+            .arg(nbd.uri()),
+    );
+    drop(nbd);
+    let err = Nbdkit::start(&params(&bucket, &["blockSize=4k"]))
+        .err()
+        .expect("block size mismatch");
+    assert!(
+        err.contains("configured block size 4k does not match the block size 64k recorded in the bucket (use --force"),
+        "{err}"
+    );
+    let err = Nbdkit::start(&params(&bucket, &["size=2m"]))
+        .err()
+        .expect("size mismatch");
+    assert!(
+        err.contains("configured size 2m does not match the size 1m"),
+        "{err}"
+    );
+    let nbd = Nbdkit::start(&params(&bucket, &["size=2m", "force=true"])).expect("forced");
+    assert!(
+        nbd.stderr().contains("using 2m because of --force"),
+        "{}",
+        nbd.stderr()
+    );
+    let json = run_ok(
+        Command::new("nbdinfo")
+            .env("PATH", system_path())
+            .arg("--json")
+            .arg(nbd.uri()),
+    );
+    assert!(
+        json.split_whitespace()
+            .collect::<String>()
+            .contains("\"export-size\":2097152"),
+        "{json}"
+    );
+}
+
+#[test]
+fn config_file_and_s3b_prefixed_parameters() {
+    let g = Garage::shared();
+    let bucket = g.new_bucket("conf");
+    let dir = TempDir::new("conf");
+    let conf = dir.join("s3backer.conf");
+    let mut text = String::from("# options for either FUSE or NBD mode\n\n");
+    for f in g.flags() {
+        text.push_str(&format!("  {f}\n"));
+    }
+    text.push_str("--blockSize=64k\n# the prefix, as an -o option\n-o prefix=cf-\n");
+    std::fs::write(&conf, text).expect("conf");
+    let p = vec![
+        format!("bucket={bucket}"),
+        format!("configFile={}", conf.display()),
+        "s3b_size=256k".into(),
+    ];
+    let nbd = Nbdkit::start(&p).expect("start");
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "write -P 2 64k 64k"])
+            .arg(nbd.uri()),
+    );
+    drop(nbd);
+    assert_eq!(g.keys(&bucket, ""), ["cf-00000001"]);
+}

@@ -77,6 +77,7 @@ pub struct Plugin {
 // SAFETY: the struct is immutable after construction and holds pointers to 'static data only.
 unsafe impl Sync for Plugin {}
 
+#[cfg_attr(test, allow(dead_code))]
 unsafe extern "C" {
     /// Reports an error message (nbdkit adds the plugin name).
     pub fn nbdkit_error(fmt: *const c_char, ...);

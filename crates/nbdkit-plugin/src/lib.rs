@@ -39,10 +39,39 @@ static CONFIG_PID: AtomicU32 = AtomicU32::new(0);
 /// Any non-null pointer: there is no per-connection state.
 static HANDLE: u8 = 0;
 
+/// Hands an error message to nbdkit (which logs it with the plugin name).
+#[cfg(not(test))]
 fn report(msg: &str) {
     let line = CString::new(msg.replace('\0', " ")).unwrap_or_default();
     // SAFETY: "%s" with one valid C string.
     unsafe { nbdkit_error(c"%s".as_ptr(), line.as_ptr()) };
+}
+
+/// Sets the errno nbdkit returns to the client.
+#[cfg(not(test))]
+fn set_errno(errno: c_int) {
+    // SAFETY: plain FFI call.
+    unsafe { nbdkit_set_error(errno) };
+}
+
+// Unit tests run without nbdkit (whose symbols the test binary cannot link): record instead.
+#[cfg(test)]
+thread_local! {
+    static REPORTED: std::cell::RefCell<Vec<(String, c_int)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+fn report(msg: &str) {
+    REPORTED.with(|r| r.borrow_mut().push((msg.to_string(), 0)));
+}
+
+#[cfg(test)]
+fn set_errno(errno: c_int) {
+    REPORTED.with(|r| {
+        if let Some(last) = r.borrow_mut().last_mut() {
+            last.1 = errno;
+        }
+    });
 }
 
 /// The errno the NBD protocol can carry for this error: NBD knows only a handful (EPERM, EIO,
@@ -76,8 +105,7 @@ fn guarded(what: &str, f: impl FnOnce() -> Result<(), StoreError>) -> c_int {
         ),
     };
     report(&format!("{what}: {msg}"));
-    // SAFETY: plain FFI call.
-    unsafe { nbdkit_set_error(errno) };
+    set_errno(errno);
     -1
 }
 
@@ -385,6 +413,30 @@ mod tests {
         assert_eq!(
             block_size_hint(1 << 30, 4 << 30),
             (1, 32 << 20, 0xffff_ffff)
+        );
+    }
+
+    #[test]
+    fn a_panic_becomes_an_io_error_not_an_abort() {
+        let rc = guarded("pread", || panic!("boom"));
+        assert_eq!(rc, -1);
+        let (msg, errno) = REPORTED
+            .with(|r| r.borrow().last().cloned())
+            .expect("reported");
+        assert_eq!(errno, libc::EIO);
+        assert!(
+            msg.contains("internal error (panic) in pread: boom"),
+            "{msg}"
+        );
+        assert_eq!(guarded("flush", || Ok(())), 0);
+        let rc = guarded("pwrite", || Err(StoreError::ReadOnly));
+        assert_eq!(rc, -1);
+        let (msg, errno) = REPORTED
+            .with(|r| r.borrow().last().cloned())
+            .expect("reported");
+        assert_eq!(
+            (msg.as_str(), errno),
+            ("pwrite: the disk is read-only", libc::EROFS)
         );
     }
 
