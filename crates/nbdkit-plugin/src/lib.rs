@@ -27,7 +27,7 @@ mod ffi;
 use ffi::*;
 use s3backer_config::{Environment, parse_nbdkit_params};
 use s3backer_store::{Disk, StoreError, Volume, logging};
-use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -42,7 +42,7 @@ static HANDLE: u8 = 0;
 /// Hands an error message to nbdkit (which logs it with the plugin name).
 #[cfg(not(test))]
 fn report(msg: &str) {
-    let line = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    let line = std::ffi::CString::new(msg.replace('\0', " ")).unwrap_or_default();
     // SAFETY: "%s" with one valid C string.
     unsafe { nbdkit_error(c"%s".as_ptr(), line.as_ptr()) };
 }
