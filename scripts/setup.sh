@@ -14,9 +14,9 @@ test_tools=0
 
 say() { printf '\n==> %s\n' "$*"; }
 
-packages=(gcc pkg-config nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils)
+packages=(gcc pkg-config libssl-dev nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils)
 if ((test_tools)); then
-    packages+=(s3backer fuse3 fio e2fsprogs util-linux)
+    packages+=(s3backer fuse3 fio e2fsprogs util-linux stunnel4 openssl)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -42,6 +42,7 @@ fn run(args: &[String]) -> Result<(), String> {
     for w in &config.warnings {
         log::warn!("{w}");
     }
+    log::debug!("configuration: {config:?}");
     if config.mode == Mode::Erase {
         modes::erase(&config)
     } else {

@@ -8,9 +8,11 @@
 pub mod garage;
 pub mod nbdkit;
 pub mod original;
+pub mod tls;
 pub mod tools;
 
 pub use garage::Garage;
 pub use nbdkit::Nbdkit;
 pub use original::Original;
+pub use tls::TlsProxy;
 pub use tools::*;

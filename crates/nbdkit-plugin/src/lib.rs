@@ -174,6 +174,7 @@ extern "C" fn config_complete() -> c_int {
         for w in &config.warnings {
             log::warn!("{w}");
         }
+        log::debug!("configuration: {config:?}");
         if config.mode != s3backer_config::Mode::Serve {
             return Err("--erase and --reset-mounted-flag are not available in the nbdkit plugin; use the s3backer command".into());
         }

@@ -360,6 +360,17 @@ impl Inner {
                 url,
                 detail,
             },
+            // Deterministic: the same certificate will fail the same way next time.
+            Failure::Certificate(detail) => {
+                return Attempt::Fail(S3Error::Transport {
+                    method,
+                    url,
+                    detail: format!(
+                        "TLS certificate verification failed ({detail}); trust the server's \
+                         certificate with --cacert=FILE, or skip verification with --insecure"
+                    ),
+                });
+            }
             // Deterministic: the same object will be as large next time.
             Failure::TooLarge => {
                 return Attempt::Fail(S3Error::BodyTooLarge {

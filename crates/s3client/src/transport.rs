@@ -7,22 +7,27 @@
 //! * `--timeout` bounds one whole attempt (connect included); zero means no limit.
 //! * Idle connections kept: `max_connections` (in total and per host); none with
 //!   `--noCurlCache`.
-//! * TLS: `--insecure` disables verification; `--cacert FILE` trusts exactly the PEM
-//!   certificates in FILE (like curl's `--cacert`); otherwise the platform verifier.
+//! * TLS is the system's OpenSSL (through native-tls), as in s3backer (libcurl + OpenSSL): the
+//!   same trust store, and a self-signed server certificate given with `--cacert` is accepted
+//!   even when it is marked as a CA (rustls/webpki refuses that as `CaUsedAsEndEntity`, and it is
+//!   how `openssl req -x509` and many MinIO setups make them). `--insecure` disables
+//!   verification (native-tls cannot keep the host-name check alone); `--cacert FILE` trusts
+//!   exactly the PEM certificates in FILE (like curl's `--cacert`); otherwise the system roots.
 //! * Bodies are never decoded (no `Accept-Encoding` of ureq's own; compressed blocks are
 //!   passed through raw). Success bodies are read up to the caller's limit; error bodies up to
 //!   [`ERROR_BODY_LIMIT`] (enough for an XML error document).
 //! * `--maxUploadSpeed` / `--maxDownloadSpeed` (bits/s): after a transfer, sleep until
 //!   `bytes / (speed / 8)` seconds have passed since it started (a per-transfer cap, like
 //!   curl's).
-//! * `--debug-http`: method, URL, status and (≤ 2000 bytes of) error bodies at debug level.
+//! * Every request's method, URL and status at debug level (shown with `--debug`);
+//!   `--debug-http` adds transport failures and (≤ 2000 bytes of) error bodies.
 //!   Request headers are never logged, so neither is `Authorization`.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
-use ureq::tls::{PemItem, RootCerts, TlsConfig};
+use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
 
 use crate::error::S3Error;
 use crate::stats::TransportClass;
@@ -104,6 +109,8 @@ pub(crate) enum Failure {
     Other(String),
     /// The success body exceeded `body_limit`.
     TooLarge,
+    /// The server's TLS certificate did not verify: retrying cannot help.
+    Certificate(String),
 }
 
 impl Failure {
@@ -112,7 +119,9 @@ impl Failure {
             Failure::Timeout => TransportClass::Timeout,
             Failure::Connect(_) => TransportClass::Connect,
             Failure::HostUnknown(_) => TransportClass::HostUnknown,
-            Failure::Other(_) | Failure::TooLarge => TransportClass::Other,
+            Failure::Other(_) | Failure::TooLarge | Failure::Certificate(_) => {
+                TransportClass::Other
+            }
         }
     }
 }
@@ -124,6 +133,9 @@ fn classify(e: ureq::Error) -> Failure {
         ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
         ureq::Error::HostNotFound => Failure::HostUnknown("host not found".into()),
         ureq::Error::ConnectionFailed => Failure::Connect("connection failed".into()),
+        ureq::Error::NativeTls(e) if e.to_string().contains("certificate verify failed") => {
+            Failure::Certificate(e.to_string())
+        }
         ureq::Error::Io(io) => match io.kind() {
             ErrorKind::TimedOut | ErrorKind::WouldBlock => Failure::Timeout,
             ErrorKind::ConnectionRefused
@@ -182,7 +194,7 @@ impl Transport {
         max_connections: usize,
         user_agent: &str,
     ) -> Result<Transport, S3Error> {
-        let mut tls = TlsConfig::builder();
+        let mut tls = TlsConfig::builder().provider(TlsProvider::NativeTls);
         if settings.insecure {
             tls = tls.disable_verification(true);
         } else if let Some(path) = &settings.cacert {
@@ -267,15 +279,15 @@ impl Transport {
                 .read_to_vec()
                 .map_err(classify)?
         };
-        if self.debug_http {
-            log::debug!("{} {} -> {status}", out.method.as_str(), out.url);
-            if status >= 300 && !body.is_empty() {
-                let shown = &body[..body.len().min(DEBUG_BODY_LIMIT)];
-                log::debug!(
-                    "error body: {}",
-                    String::from_utf8_lossy(shown).escape_debug()
-                );
-            }
+        // Every request at debug level (`--debug`), as s3backer logs them; bodies need
+        // `--debug-http`.
+        log::debug!("{} {} -> {status}", out.method.as_str(), out.url);
+        if self.debug_http && status >= 300 && !body.is_empty() {
+            let shown = &body[..body.len().min(DEBUG_BODY_LIMIT)];
+            log::debug!(
+                "error body: {}",
+                String::from_utf8_lossy(shown).escape_debug()
+            );
         }
         self.throttle(
             started,

@@ -1,0 +1,59 @@
+//! HTTPS to a real TLS server (stunnel in front of Garage): the certificate is verified, `--cacert`
+//! adds a trust anchor, `--insecure` skips verification.
+
+use s3backer_e2e::*;
+use std::process::Command;
+
+fn params(proxy: &TlsProxy, bucket: &str, extra: &[String]) -> Vec<String> {
+    let mut p = vec![
+        format!("baseURL={}", proxy.endpoint),
+        format!("accessId={}", garage::KEY_ID),
+        format!("accessKey={}", garage::SECRET),
+        format!("bucket={bucket}"),
+        "size=1m".into(),
+        "blockSize=64k".into(),
+    ];
+    p.extend(extra.iter().cloned());
+    p
+}
+
+#[test]
+fn https_with_cacert_insecure_and_neither() {
+    let g = Garage::shared();
+    let proxy = TlsProxy::start(&g.endpoint);
+    let bucket = g.new_bucket("tls");
+
+    let err = Nbdkit::start(&params(&proxy, &bucket, &[]))
+        .err()
+        .expect("unknown issuer refused");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    let nbd = Nbdkit::start(&params(
+        &proxy,
+        &bucket,
+        &[format!("cacert={}", proxy.cert.display())],
+    ))
+    .expect("trusted with --cacert");
+    run_ok(
+        Command::new("qemu-io")
+            .args([
+                "-f",
+                "raw",
+                "-c",
+                "write -P 4 0 128k",
+                "-c",
+                "read -P 4 0 128k",
+            ])
+            .arg(nbd.uri()),
+    );
+    drop(nbd);
+    assert_eq!(g.keys(&bucket, ""), ["00000000", "00000001"]);
+
+    let nbd =
+        Nbdkit::start(&params(&proxy, &bucket, &["insecure=true".into()])).expect("--insecure");
+    run_ok(
+        Command::new("qemu-io")
+            .args(["-f", "raw", "-c", "read -P 4 0 128k"])
+            .arg(nbd.uri()),
+    );
+}
