@@ -147,3 +147,61 @@ pub fn nbd_python(script: &str, args: &[&str]) -> String {
             .args(args),
     )
 }
+
+/// Runs `qemu-io -f raw -c CMD... URI` (each command checked, e.g. `read -P 0xab 0 64k`).
+pub fn qemu_io(uri: &str, cmds: &[&str]) -> String {
+    let mut cmd = Command::new("qemu-io");
+    cmd.args(["-f", "raw"]);
+    for c in cmds {
+        cmd.args(["-c", c]);
+    }
+    let out = run_ok(cmd.arg(uri));
+    assert!(
+        !out.contains("failed") && !out.contains("Pattern verification"),
+        "qemu-io {cmds:?}: {out}"
+    );
+    out
+}
+
+/// The whole disk, copied out with nbdcopy.
+pub fn nbd_image(uri: &str) -> Vec<u8> {
+    let dir = TempDir::new("image");
+    let out = dir.join("image");
+    run_ok(
+        Command::new("nbdcopy")
+            .env("PATH", system_path())
+            .arg(uri)
+            .arg(&out),
+    );
+    std::fs::read(&out).expect("read image")
+}
+
+/// Writes `data` at offset 0 with nbdcopy (several connections), then flushes.
+pub fn nbd_write_image(uri: &str, data: &[u8]) {
+    let dir = TempDir::new("src");
+    let src = dir.join("src");
+    std::fs::write(&src, data).expect("write source image");
+    run_ok(
+        Command::new("nbdcopy")
+            .env("PATH", system_path())
+            .args(["--connections=4", "--requests=16"])
+            .arg(&src)
+            .arg(uri),
+    );
+    run_ok(
+        Command::new("nbdsh")
+            .env("PATH", system_path())
+            .args(["-u", uri, "-c", "h.flush()"]),
+    );
+}
+
+/// `nbdinfo --json URI` with all whitespace removed (so `"key":value` can be searched for).
+pub fn nbdinfo_json(uri: &str) -> String {
+    let json = run_ok(
+        Command::new("nbdinfo")
+            .env("PATH", system_path())
+            .arg("--json")
+            .arg(uri),
+    );
+    json.split_whitespace().collect()
+}

@@ -12,16 +12,7 @@ fn fill(bucket: &str, blocks: usize) {
         "blockSize=4k".into(),
     ]);
     let nbd = Nbdkit::start(&p).expect("start");
-    run_ok(
-        Command::new("qemu-io")
-            .args([
-                "-f",
-                "raw",
-                "-c",
-                &format!("write -P 5 0 {}", blocks * 4096),
-            ])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &[&format!("write -P 5 0 {}", blocks * 4096)]);
     nbd.kill9(); // leave the mount token behind too
 }
 

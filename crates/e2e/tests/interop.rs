@@ -5,7 +5,6 @@
 
 use s3backer_e2e::*;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::process::Command;
 
 const SIZE: usize = 4 << 20;
 
@@ -73,35 +72,6 @@ fn theirs(layout: &Layout) -> Vec<String> {
     f
 }
 
-fn nbd_write(uri: &str, data: &[u8]) {
-    let dir = TempDir::new("src");
-    let src = dir.join("src.img");
-    std::fs::write(&src, data).expect("src");
-    run_ok(
-        Command::new("nbdcopy")
-            .env("PATH", system_path())
-            .arg(&src)
-            .arg(uri),
-    );
-    run_ok(
-        Command::new("nbdsh")
-            .env("PATH", system_path())
-            .args(["-u", uri, "-c", "h.flush()"]),
-    );
-}
-
-fn nbd_read(uri: &str) -> Vec<u8> {
-    let dir = TempDir::new("dst");
-    let dst = dir.join("dst.img");
-    run_ok(
-        Command::new("nbdcopy")
-            .env("PATH", system_path())
-            .arg(uri)
-            .arg(&dst),
-    );
-    std::fs::read(&dst).expect("dst")
-}
-
 #[test]
 fn original_writes_and_ours_reads() {
     let g = Garage::shared();
@@ -120,7 +90,7 @@ fn original_writes_and_ours_reads() {
         orig.unmount();
         let nbd = Nbdkit::start(&ours(&bucket, layout)).expect("ours mounts");
         assert!(
-            nbd_read(&nbd.uri()) == data,
+            nbd_image(&nbd.uri()) == data,
             "layout {} {:?}: our read differs",
             layout.block_size,
             layout.ours
@@ -135,7 +105,7 @@ fn ours_writes_and_original_reads() {
         let bucket = g.new_bucket("r2o");
         let data = disk_image();
         let nbd = Nbdkit::start(&ours(&bucket, layout)).expect("ours mounts");
-        nbd_write(&nbd.uri(), &data);
+        nbd_write_image(&nbd.uri(), &data);
         let (status, log) = nbd.stop();
         assert!(status.success(), "{log}");
         let orig = Original::mount(&theirs(layout), &bucket).expect("original mounts");
@@ -183,6 +153,6 @@ fn each_refuses_a_bucket_the_other_holds() {
     }
     orig.unmount();
     let nbd = Nbdkit::start(&ours(&bucket, layout)).expect("ours mounts after unmount");
-    let image = nbd_read(&nbd.uri());
+    let image = nbd_image(&nbd.uri());
     assert_eq!(&image[70_000..70_016], b"hello from 1.5.4");
 }

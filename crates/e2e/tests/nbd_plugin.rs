@@ -40,19 +40,6 @@ fn random_io(uri: &str, size: usize, ops: u32, model: &std::path::Path) -> Vec<u
         .collect()
 }
 
-/// Copies the whole disk out with nbdcopy and returns it.
-fn image(uri: &str) -> Vec<u8> {
-    let dir = TempDir::new("image");
-    let out = dir.join("out.img");
-    run_ok(
-        Command::new("nbdcopy")
-            .env("PATH", system_path())
-            .arg(uri)
-            .arg(&out),
-    );
-    std::fs::read(&out).expect("read image")
-}
-
 fn block_keys(bucket: &str, prefix: &str) -> Vec<String> {
     Garage::shared()
         .keys(bucket, prefix)
@@ -93,7 +80,7 @@ fn unaligned_random_io_round_trips_and_survives_restart() {
         nbd.stderr()
     );
     assert!(
-        image(&nbd.uri()) == model,
+        nbd_image(&nbd.uri()) == model,
         "image after restart differs from the model"
     );
 }
@@ -103,41 +90,31 @@ fn trim_and_write_zeroes_delete_objects() {
     let g = Garage::shared();
     let bucket = g.new_bucket("trim");
     let nbd = Nbdkit::start(&params(&bucket, &["size=512k", "blockSize=64k"])).expect("start");
-    let qemu_io = |cmd: &str| {
-        run_ok(
-            Command::new("qemu-io")
-                .args(["--image-opts"])
-                .arg(format!(
-                    "driver=nbd,server.type=unix,server.path={}",
-                    nbd.socket.display()
-                ))
-                .args(["-c", cmd]),
-        )
-    };
-    qemu_io("write -P 0xab 0 512k");
+    let io = |cmd: &str| qemu_io(&nbd.uri(), &[cmd]);
+    io("write -P 0xab 0 512k");
     assert_eq!(block_keys(&bucket, "").len(), 8);
-    qemu_io("discard 64k 128k");
-    qemu_io("write -z 256k 64k");
+    io("discard 64k 128k");
+    io("write -z 256k 64k");
     // A partial zero leaves the block (now partly zero) in place.
-    qemu_io("write -z 400k 1k");
+    io("write -z 400k 1k");
     let keys = block_keys(&bucket, "");
     assert_eq!(
         keys,
         ["00000000", "00000003", "00000005", "00000006", "00000007"]
     );
-    qemu_io("read -P 0 64k 128k");
-    qemu_io("read -P 0 256k 64k");
-    qemu_io("read -P 0 400k 1k");
-    qemu_io("read -P 0xab 0 64k");
-    qemu_io("read -P 0xab 401k 111k");
+    io("read -P 0 64k 128k");
+    io("read -P 0 256k 64k");
+    io("read -P 0 400k 1k");
+    io("read -P 0xab 0 64k");
+    io("read -P 0xab 401k 111k");
     // Zeroing an unaligned range that covers a whole block deletes that one too.
-    qemu_io("write -z 190k 140k");
+    io("write -z 190k 140k");
     assert_eq!(
         block_keys(&bucket, ""),
         ["00000000", "00000005", "00000006", "00000007"]
     );
-    qemu_io("read -P 0 190k 140k");
-    qemu_io("read -P 0xab 330k 10k");
+    io("read -P 0 190k 140k");
+    io("read -P 0xab 330k 10k");
 }
 
 #[test]
@@ -145,13 +122,7 @@ fn nbdinfo_shows_size_hints_and_capabilities() {
     let g = Garage::shared();
     let bucket = g.new_bucket("info");
     let nbd = Nbdkit::start(&params(&bucket, &["size=1g", "blockSize=256k"])).expect("start");
-    let json = run_ok(
-        Command::new("nbdinfo")
-            .env("PATH", system_path())
-            .arg("--json")
-            .arg(nbd.uri()),
-    );
-    let compact: String = json.split_whitespace().collect();
+    let json = nbdinfo_json(&nbd.uri());
     for want in [
         "\"export-size\":1073741824",
         "\"block_size_minimum\":1",
@@ -163,7 +134,7 @@ fn nbdinfo_shows_size_hints_and_capabilities() {
         "\"can_flush\":true",
         "\"is_read_only\":false",
     ] {
-        assert!(compact.contains(want), "{want} not in {json}");
+        assert!(json.contains(want), "{want} not in {json}");
     }
 }
 
@@ -184,7 +155,7 @@ fn nbdcopy_with_several_connections_round_trips() {
             .arg(nbd.uri()),
     );
     assert_eq!(block_keys(&bucket, "").len(), 64);
-    assert!(image(&nbd.uri()) == data, "copy out differs");
+    assert!(nbd_image(&nbd.uri()) == data, "copy out differs");
 }
 
 #[test]
@@ -241,18 +212,8 @@ fn read_only_writes_nothing() {
         &["size=1m", "blockSize=64k", "readOnly=true"],
     ))
     .expect("start");
-    let json = run_ok(
-        Command::new("nbdinfo")
-            .env("PATH", system_path())
-            .arg("--json")
-            .arg(nbd.uri()),
-    );
-    assert!(
-        json.split_whitespace()
-            .collect::<String>()
-            .contains("\"is_read_only\":true"),
-        "{json}"
-    );
+    let json = nbdinfo_json(&nbd.uri());
+    assert!(json.contains("\"is_read_only\":true"), "{json}");
     let out = run(Command::new("qemu-io")
         .args(["-f", "raw", "-c", "write -P 1 0 4k"])
         .arg(nbd.uri()));
@@ -274,11 +235,7 @@ fn subdir_prefix_and_hashed_names() {
         &["size=256k", "blockSize=64k"],
     ))
     .expect("subdir");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -P 7 64k 64k"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 7 64k 64k"]);
     drop(nbd);
     let nbd = Nbdkit::start(&params(
         &bucket,
@@ -290,11 +247,7 @@ fn subdir_prefix_and_hashed_names() {
         ],
     ))
     .expect("hashed");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -P 7 0 128k"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 7 0 128k"]);
     drop(nbd);
     assert_eq!(
         g.keys(&bucket, ""),
@@ -311,11 +264,7 @@ fn corrupt_object_is_an_io_error_not_data() {
     let g = Garage::shared();
     let bucket = g.new_bucket("corrupt");
     let nbd = Nbdkit::start(&params(&bucket, &["size=256k", "blockSize=64k"])).expect("start");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -P 3 0 256k"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 3 0 256k"]);
     // Another writer replaces block 2 with a short object.
     let client = g.client(&bucket);
     let req = s3backer_s3client::PutRequest::default();
@@ -350,11 +299,7 @@ fn directory_backend_stores_raw_blocks() {
         "blockSize=64k".into(),
     ];
     let nbd = Nbdkit::start(&p).expect("start");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -P 9 64k 64k", "-c", "flush"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 9 64k 64k", "flush"]);
     let err = Nbdkit::start(&p).err().expect("second server refused");
     assert!(err.contains("in use by another s3backer"), "{err}");
     let block = std::fs::read(dir.join("00000001")).expect("block file");
@@ -367,11 +312,7 @@ fn flags_that_disagree_with_the_bucket_need_force() {
     let g = Garage::shared();
     let bucket = g.new_bucket("detect");
     let nbd = Nbdkit::start(&params(&bucket, &["size=1m", "blockSize=64k"])).expect("start");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -P 1 0 4k"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 1 0 4k"]);
     drop(nbd);
     let err = Nbdkit::start(&params(&bucket, &["blockSize=4k"]))
         .err()
@@ -393,18 +334,8 @@ fn flags_that_disagree_with_the_bucket_need_force() {
         "{}",
         nbd.stderr()
     );
-    let json = run_ok(
-        Command::new("nbdinfo")
-            .env("PATH", system_path())
-            .arg("--json")
-            .arg(nbd.uri()),
-    );
-    assert!(
-        json.split_whitespace()
-            .collect::<String>()
-            .contains("\"export-size\":2097152"),
-        "{json}"
-    );
+    let json = nbdinfo_json(&nbd.uri());
+    assert!(json.contains("\"export-size\":2097152"), "{json}");
 }
 
 #[test]
@@ -425,11 +356,7 @@ fn config_file_and_s3b_prefixed_parameters() {
         "s3b_size=256k".into(),
     ];
     let nbd = Nbdkit::start(&p).expect("start");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "write -P 2 64k 64k"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 2 64k 64k"]);
     drop(nbd);
     assert_eq!(g.keys(&bucket, ""), ["cf-00000001"]);
 }

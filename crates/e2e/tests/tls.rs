@@ -2,7 +2,6 @@
 //! adds a trust anchor, `--insecure` skips verification.
 
 use s3backer_e2e::*;
-use std::process::Command;
 
 fn params(proxy: &TlsProxy, bucket: &str, extra: &[String]) -> Vec<String> {
     let mut p = vec![
@@ -34,26 +33,11 @@ fn https_with_cacert_insecure_and_neither() {
         &[format!("cacert={}", proxy.cert.display())],
     ))
     .expect("trusted with --cacert");
-    run_ok(
-        Command::new("qemu-io")
-            .args([
-                "-f",
-                "raw",
-                "-c",
-                "write -P 4 0 128k",
-                "-c",
-                "read -P 4 0 128k",
-            ])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["write -P 4 0 128k", "read -P 4 0 128k"]);
     drop(nbd);
     assert_eq!(g.keys(&bucket, ""), ["00000000", "00000001"]);
 
     let nbd =
         Nbdkit::start(&params(&proxy, &bucket, &["insecure=true".into()])).expect("--insecure");
-    run_ok(
-        Command::new("qemu-io")
-            .args(["-f", "raw", "-c", "read -P 4 0 128k"])
-            .arg(nbd.uri()),
-    );
+    qemu_io(&nbd.uri(), &["read -P 4 0 128k"]);
 }
