@@ -199,7 +199,14 @@ extern "C" fn after_fork() -> c_int {
             logging::use_syslog();
         }
         let volume = VOLUME.get().ok_or("no volume")?;
-        let disk = volume.build_disk().map_err(|e| e.to_string())?;
+        let disk = volume.build_disk().map_err(|e| {
+            // Nothing was written through the disk: the token we wrote in get_ready must not
+            // outlive this failed start.
+            if let Err(release) = volume.release_mount() {
+                log::warn!("cannot clear the mount token after a failed start: {release}");
+            }
+            e.to_string()
+        })?;
         DISK.set(disk).map_err(|_| "started twice".to_string())
     })
 }
