@@ -292,6 +292,7 @@ pub static FLAGS: &[FlagDef] = &[
     value("accessType", "ACL", C::OneOf(ACCESS_TYPES), G::ObjectOptions, "x-amz-acl for written blocks: private, public-read, public-read-write, authenticated-read").default("private"),
     value("storageClass", "CLASS", C::OneOf(STORAGE_CLASSES), G::ObjectOptions, "x-amz-storage-class: STANDARD, STANDARD_IA, ONEZONE_IA, REDUCED_REDUNDANCY, INTELLIGENT_TIERING, GLACIER, DEEP_ARCHIVE, OUTPOSTS"),
     value("sse", "AES256|aws:kms", C::OneOf(SSE_TYPES), G::ObjectOptions, "server-side encryption"),
+    boolean("rrs", G::ObjectOptions, "deprecated s3backer 1.x flag: same as --storageClass=REDUCED_REDUNDANCY").support(Support::Warn("is deprecated (s3backer 1.x): use --storageClass=REDUCED_REDUNDANCY")),
     value("sse-key-id", "ID", C::NonEmpty, G::ObjectOptions, "KMS key id; required with --sse=aws:kms, only then"),
     // Modes.
     boolean("readOnly", G::Modes, "refuse writes; never write the mounted flag"),

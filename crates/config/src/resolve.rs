@@ -495,7 +495,10 @@ fn s3_settings(
         max_retry_pause: Duration::from_millis(max_ms.into()),
         max_upload_speed,
         max_download_speed,
-        storage_class: raw.text("storageClass").map(str::to_owned),
+        storage_class: raw
+            .text("storageClass")
+            .or(raw.has("rrs").then_some("REDUCED_REDUNDANCY"))
+            .map(str::to_owned),
         sse,
         sse_key_id,
         access_type: raw.text("accessType").unwrap_or("private").to_owned(),

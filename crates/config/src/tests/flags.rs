@@ -331,6 +331,16 @@ fn storage_class() {
         Some("STANDARD_IA")
     );
     assert!(err(&["--storageClass=standard"]).contains("must be one of STANDARD, STANDARD_IA"));
+    // s3backer 1.x's --rrs still works (config files written for Debian's 1.5.4 keep working).
+    let c = ok(&["--rrs"]);
+    assert_eq!(c.s3.storage_class.as_deref(), Some("REDUCED_REDUNDANCY"));
+    assert!(
+        c.warnings.iter().any(|w| w.contains("--rrs is deprecated")),
+        "{:?}",
+        c.warnings
+    );
+    let c = ok(&["--rrs", "--storageClass=STANDARD"]);
+    assert_eq!(c.s3.storage_class.as_deref(), Some("STANDARD"));
 }
 
 #[test]
