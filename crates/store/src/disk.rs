@@ -439,6 +439,96 @@ mod tests {
         }
     }
 
+    /// A backend whose GETs take a while and that records how many run at once.
+    struct SlowGets {
+        inner: MemoryBackend,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    impl crate::backend::ObjectBackend for SlowGets {
+        fn caps(&self) -> crate::backend::BackendCaps {
+            self.inner.caps()
+        }
+        fn description(&self, prefix: &str) -> String {
+            self.inner.description(prefix)
+        }
+        fn get(
+            &self,
+            key: &str,
+            req: &crate::backend::GetRequest,
+        ) -> crate::backend::BackendResult<crate::backend::GetOutcome> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.in_flight.fetch_sub(1, SeqCst);
+            self.inner.get(key, req)
+        }
+        fn head(
+            &self,
+            key: &str,
+            p: bool,
+        ) -> crate::backend::BackendResult<Option<crate::backend::ObjectInfo>> {
+            self.inner.head(key, p)
+        }
+        fn put(
+            &self,
+            key: &str,
+            body: &[u8],
+            req: &crate::backend::PutRequest,
+        ) -> crate::backend::BackendResult<crate::backend::PutOutcome> {
+            self.inner.put(key, body, req)
+        }
+        fn delete(&self, key: &str) -> crate::backend::BackendResult<()> {
+            self.inner.delete(key)
+        }
+        fn delete_many(
+            &self,
+            keys: &[String],
+        ) -> crate::backend::BackendResult<Vec<crate::backend::DeleteFailure>> {
+            self.inner.delete_many(keys)
+        }
+        fn list(
+            &self,
+            prefix: &str,
+            marker: &str,
+            max: u32,
+        ) -> crate::backend::BackendResult<crate::backend::ListPage> {
+            self.inner.list(prefix, marker, max)
+        }
+    }
+
+    #[test]
+    fn a_large_request_fans_out_in_parallel_within_the_bound() {
+        let slow = Arc::new(SlowGets {
+            inner: MemoryBackend::new(),
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        let keys = KeyFormat {
+            prefix: String::new(),
+            hashed: false,
+        };
+        let objects = ObjectBlocks::new(
+            slow.clone(),
+            keys,
+            Geometry {
+                block_size: 512,
+                num_blocks: 64,
+            },
+            false,
+        );
+        let d = Disk::new(Arc::new(objects), 3, false).expect("disk");
+        let mut buf = vec![0u8; 512 * 12];
+        d.read(&mut buf, 0).expect("read");
+        let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            (2..=3).contains(&most),
+            "{most} GETs at once for one 12-block read with --ioThreads=3"
+        );
+    }
+
     /// An operation of the reference-model test.
     #[derive(Clone, Debug)]
     enum DiskOp {
