@@ -16,7 +16,7 @@ say() { printf '\n==> %s\n' "$*"; }
 
 packages=(gcc pkg-config libssl-dev nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils)
 if ((test_tools)); then
-    packages+=(s3backer fuse3 fio e2fsprogs util-linux stunnel4 openssl)
+    packages+=(s3backer fuse3 fio e2fsprogs util-linux stunnel4 openssl zstd)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,8 @@ pub struct Environment {
     pub home: Option<PathBuf>,
     /// Environment variables (`AWS_ACCESS_KEY_ID`, `--accessKeyEnv` targets, ...).
     pub vars: BTreeMap<String, String>,
+    /// Whether a missing encryption password may be asked for on the terminal (`/dev/tty`).
+    pub interactive: bool,
 }
 
 impl Environment {
@@ -23,7 +25,11 @@ impl Environment {
             .get("HOME")
             .filter(|h| !h.is_empty())
             .map(PathBuf::from);
-        Environment { home, vars }
+        Environment {
+            home,
+            vars,
+            interactive: true,
+        }
     }
 
     /// A variable's value; an empty value counts as unset.

@@ -72,7 +72,7 @@ impl Group {
             Group::Modes => "Modes",
             Group::Logging => "Logging",
             Group::Fuse => "FUSE mount (accepted and ignored by the nbdkit plugin)",
-            Group::Codec => "Compression and encryption (not supported yet)",
+            Group::Codec => "Compression and encryption",
             Group::Cache => "Cache (not supported yet)",
             Group::Other => "Survey, stats file, --nbd (not supported yet)",
         }
@@ -179,7 +179,6 @@ pub const SSE_TYPES: &[&str] = &["AES256", "aws:kms"];
 /// `--authVersion` values.
 pub const AUTH_VERSIONS: &[&str] = &["aws2", "aws4"];
 
-const CODEC: &str = "compression and encryption";
 const CACHE: &str = "block cache";
 const MD5: &str = "MD5 cache";
 const SURVEY: &str = "block survey";
@@ -315,13 +314,13 @@ pub static FLAGS: &[FlagDef] = &[
     value("fileMode", "OCTAL", C::Octal, G::Fuse, "permission bits of the disk file").default("0600, 0400 with --readOnly").support(Support::FuseOnly),
     boolean("directIO", G::Fuse, "FUSE direct_io on the disk file").support(Support::FuseOnly),
     // Compression and encryption.
-    value("compress", "ALG|LEVEL", C::Any, G::Codec, "compress blocks: deflate (bare flag), zstd, or a deflate level").bool_or_value().default("off").support(not_yet(CODEC)),
-    value("compress-level", "LEVEL", C::Int, G::Codec, "compression level (with --compress=ALG)").support(not_yet(CODEC)),
-    value("encrypt", "CIPHER", C::Any, G::Codec, "encrypt blocks (bare flag: AES-128-CBC); implies --compress").bool_or_value().default("off").support(not_yet(CODEC)),
-    value("password", "PASSWORD", C::Any, G::Codec, "encryption password (ignored with a warning without --encrypt)").support(Support::Warn("has no effect without --encrypt")),
-    value("passwordFile", "FILE", C::NonEmpty, G::Codec, "read the encryption password from FILE (ignored with a warning without --encrypt)").support(Support::Warn("has no effect without --encrypt")),
-    value("keyLength", "N", C::Uint, G::Codec, "encryption key length (ignored with a warning without --encrypt)").support(Support::Warn("has no effect without --encrypt")),
-    value("defaultContentEncoding", "STR", C::NonEmpty, G::Codec, "Content-Encoding assumed when a block has none").support(not_yet(CODEC)),
+    value("compress", "ALG|LEVEL", C::Any, G::Codec, "compress blocks: deflate (bare flag), zstd, or a deflate level").bool_or_value().default("off"),
+    value("compress-level", "LEVEL", C::Int, G::Codec, "compression level (with --compress=ALG): deflate -1, 0..9; zstd up to 22").default("deflate -1 (= 6), zstd 3"),
+    value("encrypt", "CIPHER", C::Any, G::Codec, "encrypt blocks: AES-128-CBC (bare flag), AES-192-CBC or AES-256-CBC; implies --compress").bool_or_value().default("off"),
+    value("password", "PASSWORD", C::Any, G::Codec, "encryption password (visible in ps: prefer --passwordFile)").default("asked on the terminal"),
+    value("passwordFile", "FILE", C::NonEmpty, G::Codec, "read the encryption password from the first line of FILE"),
+    value("keyLength", "N", C::Uint, G::Codec, "encryption key length in bytes, up to 64").default("the cipher's"),
+    value("defaultContentEncoding", "STR", C::NonEmpty, G::Codec, "Content-Encoding assumed when a block has none"),
     // Cache.
     value("blockCacheSize", "BLOCKS", C::Uint, G::Cache, "block cache size; only 0 is accepted").default("0 (no cache in this release)").support(not_yet_unless_zero(CACHE)),
     value("blockCacheThreads", "N", C::Uint, G::Cache, "block cache write-back threads").support(not_yet(CACHE)),

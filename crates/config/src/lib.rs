@@ -23,6 +23,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod args;
+mod codec;
 mod credentials;
 mod env;
 mod error;
@@ -39,6 +40,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
+pub use codec::{DEFAULT_CIPHER, MAX_KEY_LENGTH};
 pub use credentials::DEFAULT_ACCESS_FILE;
 pub use env::Environment;
 pub use error::{ConfigError, ErrorKind, Location};

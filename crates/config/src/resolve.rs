@@ -44,6 +44,7 @@ pub(crate) fn resolve(
     let (bucket, prefix) = bucket_and_prefix(&raw, front, &bucket_arg, test_mode)?;
     let geometry = geometry(&raw, front, test_mode)?;
     let s3 = s3_settings(&raw, front, &geometry, test_mode, env, &mut warnings)?;
+    let codec = crate::codec::codec_settings(&raw, front, test_mode, env, &mut warnings)?;
 
     let io_threads = match get(&raw, "ioThreads", flags::parse_uint)? {
         None => DEFAULT_IO_THREADS,
@@ -87,6 +88,7 @@ pub(crate) fn resolve(
         read_only: raw.has("readOnly"),
         block_hash_prefix: raw.has("blockHashPrefix"),
         s3,
+        codec,
         io_threads,
         debug: raw.has("debug") || raw.fuse_debug,
         quiet: raw.has("quiet"),

@@ -43,6 +43,7 @@ impl TempDir {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            interactive: false,
         }
     }
 }

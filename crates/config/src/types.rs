@@ -112,6 +112,47 @@ pub struct S3Settings {
     pub debug_http: bool,
 }
 
+/// Compression algorithm (`--compress`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionAlgorithm {
+    /// zlib stream (`deflate` in Content-Encoding), s3backer's default.
+    Deflate,
+    /// One zstd frame (`zstd`).
+    Zstd,
+}
+
+/// `--compress` and `--compress-level`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompressionSettings {
+    /// The algorithm.
+    pub algorithm: CompressionAlgorithm,
+    /// The level; `None` = the algorithm's default (deflate -1 ≙ 6, zstd 3).
+    pub level: Option<i32>,
+}
+
+/// `--encrypt`, the password and `--keyLength`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncryptionSettings {
+    /// Cipher name as given, upper-cased (`AES-128-CBC` for a bare `--encrypt`); the store checks
+    /// it against the ciphers it supports.
+    pub cipher: String,
+    /// The password (from `--password`, `--passwordFile`, or the terminal).
+    pub password: Secret,
+    /// `--keyLength`; `None` (or 0 given) = the cipher's natural key length.
+    pub key_length: Option<usize>,
+}
+
+/// How blocks are encoded in objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodecSettings {
+    /// Compression of written blocks (`None`: none, unless encryption implies deflate).
+    pub compression: Option<CompressionSettings>,
+    /// Encryption of written blocks, and required of read ones.
+    pub encryption: Option<EncryptionSettings>,
+    /// `--defaultContentEncoding`: assumed when an object has no Content-Encoding.
+    pub default_content_encoding: Option<String>,
+}
+
 /// What the invocation asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -152,6 +193,8 @@ pub struct Config {
     pub block_hash_prefix: bool,
     /// Connection settings (unused in test mode).
     pub s3: S3Settings,
+    /// Compression and encryption (empty in test mode, which stores raw blocks).
+    pub codec: CodecSettings,
     /// `--ioThreads`: bound on block operations in flight (fan-out pool size).
     pub io_threads: usize,
     /// `--debug`.

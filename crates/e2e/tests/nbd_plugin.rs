@@ -284,7 +284,7 @@ assert h.pread(4096, 0) == b"\x03" * 4096
     assert_eq!(out.trim(), "errno EIO", "{out}");
     let log = nbd.stderr();
     assert!(
-        log.contains("object 00000002 has 5 bytes, expected 65536"),
+        log.contains("object 00000002: block data is 5 bytes, expected 65536"),
         "{log}"
     );
 }

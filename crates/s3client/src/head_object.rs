@@ -38,6 +38,7 @@ impl S3Client {
                 content_length: resp
                     .header("content-length")
                     .and_then(|v| v.trim().parse().ok()),
+                content_encoding: resp.header("content-encoding"),
                 meta: response_meta(&resp),
             })),
             404 => Attempt::Done(None),

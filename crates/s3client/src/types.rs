@@ -96,6 +96,9 @@ pub struct ObjectInfo {
     pub etag: Option<Etag>,
     /// The `Content-Length` header.
     pub content_length: Option<u64>,
+    /// The `Content-Encoding` header (how s3backer encoded the block: `deflate`, `zstd`,
+    /// `deflate, encrypt-AES-128-CBC`).
+    pub content_encoding: Option<String>,
     /// `x-amz-meta-*` headers: names lower-cased without the prefix, in response order.
     pub meta: Vec<(String, String)>,
 }

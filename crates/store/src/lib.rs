@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod codec;
 mod disk;
 pub mod erase;
 mod error;

@@ -12,12 +12,13 @@
 
 use crate::backend::dir::{DirBackend, DirOptions};
 use crate::backend::s3::S3Backend;
-use crate::backend::{BackendError, GetOutcome, GetRequest, ObjectBackend, PutRequest};
+use crate::backend::{BackendError, GetOutcome, GetRequest, ObjectBackend, ObjectInfo, PutRequest};
+use crate::codec::{BlockCodec, Cipher, CodecError, Compression, Encryption};
 use crate::format::keys::KeyFormat;
 use crate::format::meta;
 use crate::layers::{Checked, ObjectBlocks};
-use crate::{BlockStore, Disk, Geometry, StoreError, StoreResult};
-use s3backer_config::{Config, DEFAULT_BLOCK_SIZE, Mode, format_size};
+use crate::{BlockNum, BlockStore, Disk, Geometry, StoreError, StoreResult};
+use s3backer_config::{CompressionAlgorithm, Config, DEFAULT_BLOCK_SIZE, Mode, format_size};
 use s3backer_s3client::{ClientOptions, S3Client};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ pub struct Volume {
     backend: Arc<dyn ObjectBackend>,
     keys: KeyFormat,
     geometry: Geometry,
+    codec: Arc<BlockCodec>,
     /// The token we wrote, once written.
     our_token: Mutex<Option<u32>>,
 }
@@ -49,16 +51,21 @@ impl Volume {
             prefix: config.prefix.clone(),
             hashed: config.block_hash_prefix,
         };
-        let geometry = detect_geometry(config, backend.as_ref(), &keys)?;
+        let (geometry, block0) = detect_geometry(config, backend.as_ref(), &keys)?;
+        let codec = Arc::new(build_codec(config, geometry)?);
         let volume = Volume {
             config: config.clone(),
             backend,
             keys,
             geometry,
+            codec,
             our_token: Mutex::new(None),
         };
         if config.mode == Mode::Serve {
             volume.check_not_mounted()?;
+        }
+        if config.mode != Mode::ResetMountedFlag {
+            volume.check_encoding(block0)?;
         }
         Ok(volume)
     }
@@ -190,12 +197,76 @@ impl Volume {
 
     /// The bottom of the stack, without the top (tools such as `--erase` use it directly).
     pub fn object_blocks(&self) -> ObjectBlocks {
-        ObjectBlocks::new(
+        ObjectBlocks::with_codec(
             self.backend.clone(),
             self.keys.clone(),
             self.geometry,
+            self.codec.clone(),
             self.config.read_only,
         )
+    }
+
+    /// A block that exists, to check the encoding against: block 0 if the startup probe found
+    /// it, else the first block a listing finds. `None` for an empty disk (nothing to check), or
+    /// when the bucket cannot be listed (the check is then left to the first read).
+    fn sample_block(&self, block0: Probe) -> StoreResult<Option<(BlockNum, Option<String>)>> {
+        match block0 {
+            Probe::Present(info) => return Ok(Some((0, info.content_encoding))),
+            Probe::Absent | Probe::NotProbed if !self.backend.caps().metadata => return Ok(None),
+            Probe::Absent | Probe::NotProbed => {}
+        }
+        let prefix = &self.keys.prefix;
+        let page = match self.backend.list(prefix, "", 1000) {
+            Ok(page) => page,
+            Err(e) => {
+                log::debug!("cannot list the bucket to check the block encoding: {e}");
+                return Ok(None);
+            }
+        };
+        let found = page.keys.iter().find_map(|k| {
+            self.keys
+                .parse_block_key(k, self.geometry.num_blocks)
+                .map(|b| (b, k))
+        });
+        let Some((block, key)) = found else {
+            return Ok(None);
+        };
+        let info = self.backend.head(key, true).map_err(startup_error)?;
+        Ok(info.map(|i| (block, i.content_encoding)))
+    }
+
+    /// Refuses, before anything is written, a disk whose blocks this configuration cannot read:
+    /// a wrong password (the HMAC of a stored block does not verify), `--encrypt` on a plain
+    /// disk, an encrypted disk without `--encrypt`.
+    fn check_encoding(&self, block0: Probe) -> StoreResult<()> {
+        let Some((block, encoding)) = self.sample_block(block0)? else {
+            return Ok(());
+        };
+        let encoding = encoding.unwrap_or_default();
+        if !self.codec.encrypted() {
+            if encoding.to_ascii_lowercase().contains("encrypt-") {
+                return Err(StoreError::Startup(format!(
+                    "the disk is encrypted (block {block:08x} has Content-Encoding \"{encoding}\"): \
+                     give --encrypt (with the cipher it names) and the password"
+                )));
+            }
+            return Ok(());
+        }
+        match self.object_blocks().fetch_raw(block)? {
+            None => Ok(()),
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) if e.is_wrong_password_symptom() => Err(StoreError::Startup(format!(
+                "wrong password: block {block:08x} does not verify with the key derived from it \
+                 (its HMAC does not match); nothing was written"
+            ))),
+            Some(Err(CodecError::NotEncrypted)) => Err(StoreError::Startup(format!(
+                "--encrypt was given but the disk is not encrypted (block {block:08x} is stored as \
+                 \"{encoding}\"); encryption cannot be added to an existing disk"
+            ))),
+            Some(Err(e)) => Err(StoreError::Startup(format!(
+                "block {block:08x} cannot be read with this configuration: {e}"
+            ))),
+        }
     }
 
     /// Assembles the layer stack and the disk on top. Starts threads: call after any fork.
@@ -235,7 +306,8 @@ fn detect_geometry(
     config: &Config,
     backend: &dyn ObjectBackend,
     keys: &KeyFormat,
-) -> StoreResult<Geometry> {
+) -> StoreResult<(Geometry, Probe)> {
+    let mut probe = Probe::NotProbed;
     let detected = if config.no_auto_detect || !backend.caps().metadata {
         None
     } else {
@@ -244,8 +316,13 @@ fn detect_geometry(
         }
         let key = keys.block_key(0);
         match backend.head(&key, true).map_err(startup_error)? {
-            Some(info) => meta::parse_geometry(&info.meta),
+            Some(info) => {
+                let found = meta::parse_geometry(&info.meta);
+                probe = Probe::Present(info);
+                found
+            }
             None => {
+                probe = Probe::Absent;
                 // HEAD has no body to say *why* it is 404: make sure it is "no such key" and not
                 // "no such bucket" (the client turns NoSuchBucket into an error).
                 let req = GetRequest {
@@ -343,10 +420,64 @@ fn detect_geometry(
             format_size(block_size.into())
         )));
     }
-    Ok(Geometry {
-        block_size,
-        num_blocks: num_blocks as u32,
-    })
+    if config.codec.encryption.is_some() && block_size % 16 != 0 {
+        return Err(StoreError::Startup(format!(
+            "block size {block_size} must be a multiple of 16 with encryption"
+        )));
+    }
+    Ok((
+        Geometry {
+            block_size,
+            num_blocks: num_blocks as u32,
+        },
+        probe,
+    ))
+}
+
+/// What the startup HEAD of block 0 found.
+enum Probe {
+    /// No HEAD was made (`--noAutoDetect`, or a backend without metadata).
+    NotProbed,
+    /// Block 0 has no object.
+    Absent,
+    /// Block 0's headers.
+    Present(ObjectInfo),
+}
+
+/// The codec the configuration asks for (identity in `--test` mode, where the config crate
+/// already dropped the codec flags).
+fn build_codec(config: &Config, geometry: Geometry) -> StoreResult<BlockCodec> {
+    let codec = &config.codec;
+    let compression = codec.compression.map(|c| match c.algorithm {
+        CompressionAlgorithm::Deflate => Compression::Deflate {
+            level: c.level.unwrap_or(-1),
+        },
+        CompressionAlgorithm::Zstd => Compression::Zstd {
+            level: c.level.unwrap_or(3),
+        },
+    });
+    let encryption = match &codec.encryption {
+        None => None,
+        Some(e) => {
+            let cipher =
+                Cipher::from_name(&e.cipher).map_err(|e| StoreError::Startup(e.to_string()))?;
+            let keys = Encryption::derive(
+                cipher,
+                e.password.expose().as_bytes(),
+                &config.bucket,
+                &config.prefix,
+                e.key_length,
+            )
+            .map_err(|e| StoreError::Startup(e.to_string()))?;
+            Some(keys)
+        }
+    };
+    Ok(BlockCodec::new(
+        geometry.block_size,
+        compression,
+        encryption,
+        codec.default_content_encoding.clone(),
+    ))
 }
 
 /// A startup request failed: say what to check when the server rejected the request itself.

@@ -523,29 +523,128 @@ fn fuse_only_flags_are_checked_and_inert() {
 // ---- Compression and encryption (not supported yet) ----
 
 #[test]
-fn compression_is_not_supported_yet() {
+fn compression() {
+    use crate::{CompressionAlgorithm::*, CompressionSettings};
+    let c = |list: &[&str]| ok(list).codec.compression;
+    assert_eq!(c(&[]), None);
     assert_eq!(
-        not_supported(&["--compress"]),
-        "\"--compress\" is not supported yet by this release (planned: compression and encryption)"
+        c(&["--compress"]),
+        Some(CompressionSettings {
+            algorithm: Deflate,
+            level: None
+        })
     );
-    not_supported(&["--compress=zstd"]);
-    not_supported(&["--compress=0"]);
-    not_supported(&["-o", "compress=deflate"]);
-    not_supported(&["--compress-level=3"]);
+    assert_eq!(
+        c(&["--compress=ZSTD"]),
+        Some(CompressionSettings {
+            algorithm: Zstd,
+            level: None
+        })
+    );
+    assert_eq!(
+        c(&["-o", "compress=deflate"]),
+        Some(CompressionSettings {
+            algorithm: Deflate,
+            level: None
+        })
+    );
+    // The original's --compress=LEVEL is deflate at that level.
+    assert_eq!(
+        c(&["--compress=0"]),
+        Some(CompressionSettings {
+            algorithm: Deflate,
+            level: Some(0)
+        })
+    );
+    assert_eq!(
+        c(&["--compress=zstd", "--compress-level=19"]),
+        Some(CompressionSettings {
+            algorithm: Zstd,
+            level: Some(19)
+        })
+    );
+    assert_eq!(
+        c(&["--compress=deflate", "--compress-level=-1"]),
+        Some(CompressionSettings {
+            algorithm: Deflate,
+            level: Some(-1)
+        })
+    );
+    assert!(err(&["--compress=10"]).contains("a deflate level is -1 or 0..9"));
+    assert!(err(&["--compress=lz4"]).contains("unknown compression algorithm"));
+    assert!(err(&["--compress-level=3"]).contains("needs --compress=deflate or --compress=zstd"));
+    assert!(err(&["--compress", "--compress-level=3"]).contains("not a bare --compress"));
+    assert!(err(&["--compress=5", "--compress-level=3"]).contains("not --compress=5"));
+    assert!(err(&["--compress=deflate", "--compress-level=10"]).contains("out of range"));
+    assert!(err(&["--compress=zstd", "--compress-level=23"]).contains("out of range"));
     assert!(err(&["--compress-level=high"]).contains("decimal integer"));
-    not_supported(&["--defaultContentEncoding=deflate"]);
     let c = ok(&["--compress=false", "--compress=no"]);
     assert!(!c.explicit.contains("compress"));
+    assert_eq!(c.codec.compression, None);
+    assert_eq!(
+        ok(&["--defaultContentEncoding=deflate"])
+            .codec
+            .default_content_encoding
+            .as_deref(),
+        Some("deflate")
+    );
 }
 
 #[test]
-fn encryption_is_not_supported_yet() {
+fn encryption() {
+    let dir = TempDir::new();
+    let pw = dir.write("pw", "s3cret\nsecond line ignored\n");
+    let c = ok(&["--encrypt", &format!("--passwordFile={pw}")]);
+    let e = c.codec.encryption.expect("encryption");
     assert_eq!(
-        not_supported(&["--encrypt"]),
-        "\"--encrypt\" is not supported yet by this release (planned: compression and encryption)"
+        (e.cipher.as_str(), e.password.expose(), e.key_length),
+        ("AES-128-CBC", "s3cret", None)
     );
-    not_supported(&["--encrypt=AES-256-CBC"]);
-    ok(&["--encrypt=false"]);
+    let c = ok(&["--encrypt=aes-256-cbc", "--password=x", "--keyLength=48"]);
+    let e = c.codec.encryption.expect("encryption");
+    assert_eq!((e.cipher.as_str(), e.key_length), ("AES-256-CBC", Some(48)));
+    assert_eq!(
+        ok(&["--encrypt", "--password=x", "--keyLength=0"])
+            .codec
+            .encryption
+            .and_then(|e| e.key_length),
+        None
+    );
+    assert!(err(&["--encrypt", "--password=x", "--keyLength=65"]).contains("at most 64"));
+    assert!(
+        err(&["--encrypt", "--password=x", &format!("--passwordFile={pw}")])
+            .contains("cannot be used together")
+    );
+    assert!(err(&["--encrypt", "--password="]).contains("the password is empty"));
+    assert!(
+        err(&["--encrypt", "--passwordFile=/nonexistent/pw"])
+            .contains("cannot read /nonexistent/pw")
+    );
+    let empty = dir.write("empty", "\nx\n");
+    assert!(err(&["--encrypt", &format!("--passwordFile={empty}")]).contains("first line"));
+    // No password and no terminal to ask on.
+    assert!(
+        err(&["--encrypt"]).contains(
+            "encryption needs a password: give --passwordFile=FILE or --password=PASSWORD"
+        )
+    );
+    assert_eq!(ok(&["--encrypt=false"]).codec.encryption, None);
+    // The password never appears in Debug output.
+    let c = ok(&["--encrypt", "--password=hunter2hunter2"]);
+    assert!(!format!("{c:?}").contains("hunter2"));
+    // --test stores raw blocks: codec flags are ignored, with a warning.
+    let d = dir.path().display().to_string();
+    let t = parse_with(
+        &["--test", "--size=1m", "--compress", "--encrypt", &d, "/mnt"],
+        &no_env(),
+    )
+    .unwrap();
+    assert_eq!(t.codec, Default::default());
+    assert!(
+        t.warnings.iter().any(|w| w.contains("ignored with --test")),
+        "{:?}",
+        t.warnings
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use super::{no_env, params, plugin};
 use crate::testutil::TempDir;
-use crate::{ErrorKind, Mode, parse_nbdkit_params};
+use crate::{Mode, parse_nbdkit_params};
 
 fn plugin_err(list: &[(&str, &str)]) -> String {
     match plugin(list) {
@@ -105,16 +105,19 @@ fn compress_and_encrypt() {
         ("encrypt", "False"),
     ])
     .unwrap();
-    let e = plugin(&[("bucket", "mybucket"), ("compress", "true")]).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::NotSupported);
+    let c = plugin(&[("bucket", "mybucket"), ("compress", "true")]).unwrap();
+    assert!(c.codec.compression.is_some());
+    let c = plugin(&[
+        ("bucket", "mybucket"),
+        ("s3b_encrypt", "AES-256-CBC"),
+        ("password", "pw"),
+    ])
+    .unwrap();
     assert_eq!(
-        e.to_string(),
-        "\"compress\" is not supported yet by this release (planned: compression and encryption)"
+        c.codec.encryption.map(|e| e.cipher),
+        Some("AES-256-CBC".into())
     );
-    assert!(
-        plugin_err(&[("bucket", "mybucket"), ("s3b_encrypt", "AES-128-CBC")])
-            .starts_with("\"s3b_encrypt\" is not supported yet")
-    );
+    assert!(plugin_err(&[("bucket", "mybucket"), ("encrypt", "true")]).contains("password"));
 }
 
 #[test]

@@ -151,6 +151,7 @@ impl ObjectBackend for DirBackend {
             Ok(m) => Ok(Some(ObjectInfo {
                 etag: None,
                 content_length: Some(m.len()),
+                content_encoding: None,
                 meta: Vec::new(),
             })),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

@@ -117,6 +117,7 @@ impl ObjectBackend for MemoryBackend {
         Ok(self.lock().get(key).map(|o| ObjectInfo {
             etag: None,
             content_length: Some(o.body.len() as u64),
+            content_encoding: o.content_encoding.clone(),
             meta: o.meta.clone(),
         }))
     }

@@ -6,6 +6,8 @@ pub const META_BLOCK_SIZE: &str = "s3backer-blocksize";
 pub const META_FILE_SIZE: &str = "s3backer-filesize";
 /// Mount token (`%08x`), on the mount-token object.
 pub const META_MOUNT_TOKEN: &str = "s3backer-mount-token";
+/// HMAC of an encrypted block: `"<40 hex>"`, quotes included.
+pub const META_HMAC: &str = "s3backer-hmac";
 /// Content-Type of every block object.
 pub const BLOCK_CONTENT_TYPE: &str = "application/x-s3backer-block";
 /// Content-Type of the mount-token object.
