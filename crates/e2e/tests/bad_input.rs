@@ -110,7 +110,7 @@ fn unreachable_endpoint_is_refused() {
 #[test]
 fn not_yet_supported_flags_are_refused_not_ignored() {
     plugin_refuses(
-        &with_server(&["size=1m", "encrypt=true"]),
+        &with_server(&["size=1m", "md5CacheSize=100"]),
         "not supported yet",
     );
     plugin_refuses(
@@ -120,6 +120,18 @@ fn not_yet_supported_flags_are_refused_not_ignored() {
     plugin_refuses(
         &with_server(&["size=1m", "listBlocks=true"]),
         "not supported yet",
+    );
+}
+
+#[test]
+fn encryption_without_a_password_is_refused() {
+    plugin_refuses(
+        &with_server(&["size=1m", "encrypt=true"]),
+        "encryption needs a password",
+    );
+    plugin_refuses(
+        &with_server(&["size=1m", "encrypt=AES256", "password=x"]),
+        "give the canonical name \"AES-256-CBC\"",
     );
 }
 
