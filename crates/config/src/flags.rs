@@ -181,9 +181,7 @@ pub const AUTH_VERSIONS: &[&str] = &["aws2", "aws4"];
 
 const CACHE: &str = "block cache";
 const MD5: &str = "MD5 cache";
-const SURVEY: &str = "block survey";
 const IAM: &str = "EC2 IAM credentials";
-const STATS: &str = "stats file mirror";
 const NBD: &str = "the --nbd wrapper";
 const SHARED: &str = "shared disk mode";
 const IP_TOS: &str = "IP type-of-service";
@@ -339,10 +337,10 @@ pub static FLAGS: &[FlagDef] = &[
     value("md5CacheTime", "MILLIS", C::Uint, G::Cache, "MD5 cache entry lifetime; only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
     value("minWriteDelay", "MILLIS", C::Uint, G::Cache, "least time between writes of a block; only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
     // Other features not in this release.
-    boolean("listBlocks", G::Other, "survey existing blocks at startup").support(not_yet(SURVEY)),
-    value("listBlocksThreads", "N", C::Uint, G::Other, "threads for --listBlocks").support(not_yet(SURVEY)),
-    value("statsFileMirror", "PATH", C::NonEmpty, G::Other, "keep a copy of the statistics in this file").support(not_yet(STATS)),
-    value("statsFileMirrorInterval", "MILLIS", C::Uint, G::Other, "how often to rewrite --statsFileMirror").support(not_yet(STATS)),
+    boolean("listBlocks", G::Other, "survey existing blocks in the background at startup (the disk serves I/O meanwhile)"),
+    value("listBlocksThreads", "N", C::Positive, G::Other, "parallel listings for --listBlocks").default("16"),
+    value("statsFileMirror", "PATH", C::NonEmpty, G::Other, "keep a copy of the statistics in this file"),
+    value("statsFileMirrorInterval", "MILLIS", C::Positive, G::Other, "how often to rewrite --statsFileMirror").default("1000"),
     boolean("nbd", G::Other, "serve through nbdkit and nbd-client instead of FUSE").support(not_yet(NBD)),
     value("nbd-flag", "ARG", C::NonEmpty, G::Other, "extra nbdkit argument before the plugin name").support(not_yet(NBD)),
     value("nbd-param", "ARG", C::NonEmpty, G::Other, "extra nbdkit argument after the plugin parameters").support(not_yet(NBD)),

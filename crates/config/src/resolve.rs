@@ -16,7 +16,10 @@ use crate::error::{ConfigError, ErrorKind};
 use crate::flags::{self, Support};
 use crate::raw::{Front, RawArgs, Setting};
 use crate::size::{self, format_size};
-use crate::types::{AuthVersion, Config, DEFAULT_BLOCK_SIZE, Mode, S3Settings};
+use crate::types::{
+    AuthVersion, Config, DEFAULT_BLOCK_SIZE, FuseSettings, Mode, S3Settings, StatsSettings,
+    SurveySettings,
+};
 
 /// Default `--ioThreads`.
 pub const DEFAULT_IO_THREADS: usize = 32;
@@ -45,6 +48,28 @@ pub(crate) fn resolve(
     let geometry = geometry(&raw, front, test_mode)?;
     let s3 = s3_settings(&raw, front, &geometry, test_mode, env, &mut warnings)?;
     let codec = crate::codec::codec_settings(&raw, front, test_mode, env, &mut warnings)?;
+    let read_only = raw.has("readOnly");
+    let fuse = FuseSettings {
+        filename: raw.text("filename").unwrap_or("file").to_owned(),
+        stats_filename: raw.text("statsFilename").unwrap_or("stats").to_owned(),
+        file_mode: match get(&raw, "fileMode", flags::parse_octal)? {
+            Some((mode, _)) => mode,
+            None if read_only => 0o400,
+            None => 0o600,
+        },
+        direct_io: raw.has("directIO"),
+    };
+    let stats = StatsSettings {
+        mirror: raw.text("statsFileMirror").map(PathBuf::from),
+        mirror_interval: Duration::from_millis(
+            get(&raw, "statsFileMirrorInterval", flags::parse_uint)?
+                .map_or(1000, |(ms, _)| u64::from(ms)),
+        ),
+    };
+    let survey = SurveySettings {
+        list_blocks: raw.has("listBlocks"),
+        threads: get(&raw, "listBlocksThreads", flags::parse_uint)?.map_or(16, |(n, _)| n as usize),
+    };
 
     let io_threads = match get(&raw, "ioThreads", flags::parse_uint)? {
         None => DEFAULT_IO_THREADS,
@@ -85,10 +110,13 @@ pub(crate) fn resolve(
         size: geometry.size,
         no_auto_detect: raw.has("noAutoDetect"),
         force: raw.has("force"),
-        read_only: raw.has("readOnly"),
+        read_only,
         block_hash_prefix: raw.has("blockHashPrefix"),
         s3,
         codec,
+        fuse,
+        stats,
+        survey,
         io_threads,
         debug: raw.has("debug") || raw.fuse_debug,
         quiet: raw.has("quiet"),

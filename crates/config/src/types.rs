@@ -153,6 +153,37 @@ pub struct CodecSettings {
     pub default_content_encoding: Option<String>,
 }
 
+/// The FUSE mount's files (`--filename`, `--statsFilename`, `--fileMode`, `--directIO`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuseSettings {
+    /// Name of the disk file in the mount point (default `file`).
+    pub filename: String,
+    /// Name of the statistics file (default `stats`).
+    pub stats_filename: String,
+    /// Permission bits of the disk file (default 0600, 0400 with `--readOnly`).
+    pub file_mode: u32,
+    /// `--directIO`: FUSE direct_io on the disk file.
+    pub direct_io: bool,
+}
+
+/// Statistics mirrored to a regular file (`--statsFileMirror`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsSettings {
+    /// The file rewritten with the statistics text, when set.
+    pub mirror: Option<PathBuf>,
+    /// How often it is rewritten (default 1 s).
+    pub mirror_interval: Duration,
+}
+
+/// The background survey of existing blocks (`--listBlocks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SurveySettings {
+    /// `--listBlocks`: list the bucket at startup.
+    pub list_blocks: bool,
+    /// `--listBlocksThreads` (default 16).
+    pub threads: usize,
+}
+
 /// What the invocation asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -195,6 +226,12 @@ pub struct Config {
     pub s3: S3Settings,
     /// Compression and encryption (empty in test mode, which stores raw blocks).
     pub codec: CodecSettings,
+    /// The FUSE mount's files.
+    pub fuse: FuseSettings,
+    /// Statistics mirroring.
+    pub stats: StatsSettings,
+    /// The survey of existing blocks.
+    pub survey: SurveySettings,
     /// `--ioThreads`: bound on block operations in flight (fan-out pool size).
     pub io_threads: usize,
     /// `--debug`.

@@ -61,6 +61,41 @@ pub struct ClientStats {
     pub transport_errors: u64,
 }
 
+impl ClientStats {
+    /// The counts since `base` was taken (a reset without touching the live counters: the
+    /// stats file is "reset" by remembering a baseline).
+    pub fn since(&self, base: &ClientStats) -> ClientStats {
+        macro_rules! sub {
+            ($($f:ident),*) => { ClientStats { $($f: self.$f.saturating_sub(base.$f)),* } };
+        }
+        sub!(
+            gets,
+            puts,
+            deletes,
+            heads,
+            lists,
+            bulk_deletes,
+            get_time,
+            put_time,
+            delete_time,
+            retries,
+            total_retry_delay,
+            http_unauthorized,
+            http_forbidden,
+            http_stale,
+            http_redirect,
+            http_3xx,
+            http_4xx,
+            http_5xx,
+            http_other,
+            timeouts,
+            connect_failed,
+            host_unknown,
+            transport_errors
+        )
+    }
+}
+
 /// Which operation a call was (for the counters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {

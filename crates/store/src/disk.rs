@@ -290,6 +290,19 @@ impl Disk {
         self.store.flush()
     }
 
+    /// The statistics text (s3backer's stats file format, facts §9.4).
+    pub fn stats_text(&self) -> String {
+        let mut out = crate::stats::StatsReport::new();
+        self.store.report_stats(&mut out);
+        out.line("out_of_memory_errors", 0);
+        out.into_text()
+    }
+
+    /// Resets every counter (unlinking the FUSE stats file does this).
+    pub fn reset_stats(&self) {
+        self.store.reset_stats();
+    }
+
     /// Flushes and stops the stack.
     pub fn shutdown(&self) -> StoreResult<()> {
         self.store.shutdown()
@@ -390,6 +403,27 @@ mod tests {
         assert!(buf[..256].iter().all(|&b| b == 1));
         assert!(buf[256..512 * 2999 + 256].iter().all(|&b| b == 0));
         assert!(buf[512 * 2999 + 256..].iter().all(|&b| b == 1));
+    }
+
+    #[test]
+    fn statistics_count_block_operations_and_reset() {
+        let (_mem, d) = disk(512, 8);
+        d.write(&[1u8; 1024], 0, false).expect("write");
+        d.zero(0, 512, false).expect("zero");
+        let mut buf = [0u8; 1024];
+        d.read(&mut buf, 0).expect("read");
+        let text = d.stats_text();
+        for want in [
+            "http_normal_blocks_written   2\n",
+            "http_zero_blocks_written     1\n",
+            "http_zero_blocks_read        1\n",
+            "http_normal_blocks_read      1\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        assert!(text.ends_with("out_of_memory_errors         0\n"), "{text}");
+        d.reset_stats();
+        assert!(d.stats_text().contains("http_normal_blocks_written   0\n"));
     }
 
     #[test]

@@ -98,6 +98,12 @@ pub trait BlockStore: Send + Sync {
     /// that may be non-zero. Blocks not reported are known to be zero.
     fn survey(&self, threads: usize, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()>;
 
+    /// Appends this layer's counters, after those of the layers below it (see [`crate::stats`]).
+    fn report_stats(&self, _out: &mut crate::stats::StatsReport) {}
+
+    /// Resets this layer's counters and those below.
+    fn reset_stats(&self) {}
+
     /// Flushes and stops background work. Called once, last.
     fn shutdown(&self) -> StoreResult<()> {
         self.flush()

@@ -28,6 +28,7 @@ mod layer;
 pub mod layers;
 pub mod logging;
 mod rand;
+pub mod stats;
 mod volume;
 
 pub use disk::Disk;

@@ -497,12 +497,32 @@ fn logging_switches() {
 
 #[test]
 fn fuse_only_flags_are_checked_and_inert() {
-    ok(&[
+    let c = ok(&[
         "--filename=disk.img",
         "--statsFilename=",
         "--fileMode=0644",
         "--directIO",
     ]);
+    assert_eq!(
+        (
+            c.fuse.filename.as_str(),
+            c.fuse.stats_filename.as_str(),
+            c.fuse.file_mode,
+            c.fuse.direct_io
+        ),
+        ("disk.img", "", 0o644, true)
+    );
+    let d = ok(&[]).fuse;
+    assert_eq!(
+        (
+            d.filename.as_str(),
+            d.stats_filename.as_str(),
+            d.file_mode,
+            d.direct_io
+        ),
+        ("file", "stats", 0o600, false)
+    );
+    assert_eq!(ok(&["--readOnly"]).fuse.file_mode, 0o400);
     assert_eq!(
         err(&["--filename=a/b"]),
         "--filename: invalid file name \"a/b\": must be non-empty and contain no '/'"
@@ -520,7 +540,7 @@ fn fuse_only_flags_are_checked_and_inert() {
     assert!(c.is_ok(), "{c:?}");
 }
 
-// ---- Compression and encryption (not supported yet) ----
+// ---- Compression and encryption ----
 
 #[test]
 fn compression() {
@@ -722,21 +742,28 @@ fn md5_cache_zero_is_accepted() {
 
 #[test]
 fn list_blocks() {
-    ok(&["--listBlocks=false"]);
-    assert_eq!(
-        not_supported(&["--listBlocks"]),
-        "\"--listBlocks\" is not supported yet by this release (planned: block survey)"
-    );
-    not_supported(&["--listBlocksThreads=16"]);
+    let c = ok(&[]);
+    assert_eq!((c.survey.list_blocks, c.survey.threads), (false, 16));
+    assert!(!ok(&["--listBlocks=false"]).survey.list_blocks);
+    let c = ok(&["--listBlocks", "--listBlocksThreads=4"]);
+    assert_eq!((c.survey.list_blocks, c.survey.threads), (true, 4));
+    assert!(err(&["--listBlocksThreads=0"]).contains("--listBlocksThreads"));
 }
 
 #[test]
 fn stats_file_mirror() {
-    assert!(
-        not_supported(&["--statsFileMirror=/run/s3b.stats"])
-            .contains("(planned: stats file mirror)")
+    let c = ok(&[]);
+    assert_eq!(c.stats.mirror, None);
+    let c = ok(&[
+        "--statsFileMirror=/run/s3b.stats",
+        "--statsFileMirrorInterval=250",
+    ]);
+    assert_eq!(
+        c.stats.mirror.as_deref(),
+        Some(std::path::Path::new("/run/s3b.stats"))
     );
-    not_supported(&["--statsFileMirrorInterval=1000"]);
+    assert_eq!(c.stats.mirror_interval, Duration::from_millis(250));
+    assert!(err(&["--statsFileMirrorInterval=0"]).contains("--statsFileMirrorInterval"));
 }
 
 #[test]

@@ -81,6 +81,12 @@ pub trait ObjectBackend: Send + Sync {
     fn delete_many(&self, keys: &[String]) -> BackendResult<Vec<DeleteFailure>>;
     /// Lists names starting with `prefix`, sorted, strictly after `marker`, at most `max_keys`.
     fn list(&self, prefix: &str, marker: &str, max_keys: u32) -> BackendResult<ListPage>;
+    /// Appends the backend's request counters (see [`crate::stats`]).
+    fn report_stats(&self, _out: &mut crate::stats::StatsReport) {}
+
+    /// Resets the backend's request counters.
+    fn reset_stats(&self) {}
+
     /// Makes every completed put/delete durable (the directory backend fsyncs; S3 already is).
     fn sync(&self) -> BackendResult<()> {
         Ok(())

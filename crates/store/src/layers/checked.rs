@@ -104,6 +104,12 @@ impl BlockStore for Checked {
             report(b)
         }))
     }
+    fn report_stats(&self, out: &mut crate::stats::StatsReport) {
+        self.inner.report_stats(out)
+    }
+    fn reset_stats(&self) {
+        self.inner.reset_stats()
+    }
     fn shutdown(&self) -> StoreResult<()> {
         checked_errno(self.inner.shutdown())
     }

@@ -15,6 +15,7 @@ use crate::backend::{DeleteFailure, GetOutcome, GetRequest, ObjectBackend, PutRe
 use crate::codec::{BlockCodec, CodecError};
 use crate::format::keys::KeyFormat;
 use crate::format::{is_zero, meta};
+use crate::stats::{Counter, StatsReport};
 use crate::{BlockNum, BlockStore, Geometry, StoreError, StoreResult};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +36,18 @@ pub struct ObjectBlocks {
     read_only: bool,
     /// Cleared once the server refuses DeleteObjects; from then on single DELETEs are used.
     bulk_delete: AtomicBool,
+    counters: BlockCounters,
+}
+
+/// s3backer's block counters (`http_normal_blocks_read` ...), plus bytes.
+#[derive(Debug, Default)]
+struct BlockCounters {
+    normal_read: Counter,
+    normal_written: Counter,
+    zero_read: Counter,
+    zero_written: Counter,
+    bytes_read: Counter,
+    bytes_written: Counter,
 }
 
 impl ObjectBlocks {
@@ -64,6 +77,7 @@ impl ObjectBlocks {
             codec,
             read_only,
             bulk_delete: AtomicBool::new(true),
+            counters: BlockCounters::default(),
         }
     }
 
@@ -90,12 +104,17 @@ impl ObjectBlocks {
             ..Default::default()
         };
         match self.backend.get(&key, &req)? {
-            GetOutcome::NotFound => Ok(None),
+            GetOutcome::NotFound => {
+                self.counters.zero_read.incr();
+                Ok(None)
+            }
             GetOutcome::NotModified => Err(StoreError::Corrupt {
                 block,
                 detail: "unexpected 304 Not Modified for an unconditional GET".into(),
             }),
             GetOutcome::Found(data) => {
+                self.counters.normal_read.incr();
+                self.counters.bytes_read.add(data.body.len() as u64);
                 let hmac = meta::find(&data.meta, meta::META_HMAC).map(str::to_owned);
                 Ok(Some(self.codec.decode(
                     block,
@@ -136,6 +155,7 @@ impl ObjectBlocks {
                 keys
             };
             self.delete_singly(&leftovers)?;
+            self.counters.zero_written.add(batch.len() as u64);
         }
         Ok(())
     }
@@ -259,7 +279,9 @@ impl BlockStore for ObjectBlocks {
                     "block 0 is now all zeros: its object (and the size metadata on it) is deleted"
                 );
             }
-            return Ok(self.backend.delete(&key)?);
+            self.backend.delete(&key)?;
+            self.counters.zero_written.incr();
+            return Ok(());
         }
         let encoded = self
             .codec
@@ -282,6 +304,8 @@ impl BlockStore for ObjectBlocks {
             meta: object_meta,
         };
         self.backend.put(&key, &encoded.body, &req)?;
+        self.counters.normal_written.incr();
+        self.counters.bytes_written.add(encoded.body.len() as u64);
         Ok(())
     }
 
@@ -291,6 +315,32 @@ impl BlockStore for ObjectBlocks {
 
     fn flush(&self) -> StoreResult<()> {
         Ok(self.backend.sync()?)
+    }
+
+    fn report_stats(&self, out: &mut StatsReport) {
+        let c = &self.counters;
+        out.line("http_normal_blocks_read", c.normal_read.get());
+        out.line("http_normal_blocks_written", c.normal_written.get());
+        out.line("http_zero_blocks_read", c.zero_read.get());
+        out.line("http_zero_blocks_written", c.zero_written.get());
+        self.backend.report_stats(out);
+        out.line("http_bytes_read", c.bytes_read.get());
+        out.line("http_bytes_written", c.bytes_written.get());
+    }
+
+    fn reset_stats(&self) {
+        let c = &self.counters;
+        for counter in [
+            &c.normal_read,
+            &c.normal_written,
+            &c.zero_read,
+            &c.zero_written,
+            &c.bytes_read,
+            &c.bytes_written,
+        ] {
+            counter.reset();
+        }
+        self.backend.reset_stats();
     }
 
     fn survey(&self, threads: usize, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()> {
