@@ -233,6 +233,19 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         keys
     }
 
+    /// The keys of a bucket without the bookkeeping objects (mount token, saved zero map).
+    pub fn data_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.keys(bucket, prefix)
+            .into_iter()
+            .filter(|k| !k.ends_with("s3backer-mounted") && !k.ends_with("s3backer-zeromap"))
+            .collect()
+    }
+
+    /// Whether the bucket holds a mount token under `prefix`.
+    pub fn has_token(&self, bucket: &str, prefix: &str) -> bool {
+        self.keys(bucket, prefix).iter().any(|k| k.ends_with("s3backer-mounted"))
+    }
+
     /// The flags that point s3backer (ours or the original) at this server.
     pub fn flags(&self) -> Vec<String> {
         vec![

@@ -118,7 +118,7 @@ fn not_yet_supported_flags_are_refused_not_ignored() {
         "not supported yet",
     );
     plugin_refuses(
-        &with_server(&["size=1m", "listBlocks=true"]),
+        &with_server(&["size=1m", "sharedDiskMode=true"]),
         "not supported yet",
     );
 }

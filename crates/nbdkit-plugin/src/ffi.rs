@@ -17,6 +17,18 @@ pub const FLAG_FUA: u32 = 1 << 1;
 pub const FUA_NATIVE: c_int = 2;
 /// `NBDKIT_CACHE_NONE`.
 pub const CACHE_NONE: c_int = 0;
+/// `NBDKIT_FLAG_REQ_ONE`: one extent is enough.
+pub const FLAG_REQ_ONE: u32 = 1 << 2;
+/// `NBDKIT_FLAG_FAST_ZERO`: zero only if faster than writing, else fail with ENOTSUP.
+pub const FLAG_FAST_ZERO: u32 = 1 << 3;
+/// `NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO`.
+pub const EXTENT_HOLE_ZERO: u32 = (1 << 0) | (1 << 1);
+
+/// `struct nbdkit_extents` (opaque).
+#[repr(C)]
+pub struct Extents {
+    _private: [u8; 0],
+}
 
 type HandleFn = Option<extern "C" fn(*mut c_void) -> c_int>;
 
@@ -59,7 +71,7 @@ pub struct Plugin {
     pub magic_config_key: *const c_char,
     pub can_multi_conn: HandleFn,
     pub can_extents: HandleFn,
-    pub extents: *const c_void,
+    pub extents: Option<extern "C" fn(*mut c_void, u32, u64, u32, *mut Extents) -> c_int>,
     pub can_cache: HandleFn,
     pub cache: *const c_void,
     pub thread_model: Option<extern "C" fn() -> c_int>,
@@ -83,4 +95,6 @@ unsafe extern "C" {
     pub fn nbdkit_error(fmt: *const c_char, ...);
     /// Sets the errno returned to the client for the failing request.
     pub fn nbdkit_set_error(err: c_int);
+    /// Adds one extent to a block-status answer.
+    pub fn nbdkit_add_extent(extents: *mut Extents, offset: u64, length: u64, kind: u32) -> c_int;
 }

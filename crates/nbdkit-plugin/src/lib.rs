@@ -10,8 +10,10 @@
 //! * `config_complete`: parse and validate; connect, auto-detect, check the mount token. Every
 //!   user error surfaces here, before nbdkit detaches, with a non-zero exit. No threads.
 //! * `get_ready`: write our mount token.
-//! * `after_fork`: switch logs to syslog if we were daemonized; build the stack (I/O pool).
-//! * `cleanup`: flush everything, then clear the mount token (only if the flush succeeded).
+//! * `after_fork`: switch logs to syslog if we were daemonized; build the stack (I/O pool);
+//!   start the `--statsFileMirror` thread.
+//! * `cleanup`: stop the stats mirror; flush everything, then clear the mount token (only if the
+//!   flush succeeded).
 //!
 //! # Thread model
 //! PARALLEL: every layer is `Send + Sync`, and [`s3backer_store::Disk`] serializes writes of one
@@ -26,7 +28,7 @@ mod ffi;
 
 use ffi::*;
 use s3backer_config::{Environment, parse_nbdkit_params};
-use s3backer_store::{Disk, StoreError, Volume, logging};
+use s3backer_store::{Disk, StoreError, Volume, logging, stats_mirror};
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,6 +38,7 @@ static PARAMS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 static VOLUME: OnceLock<Volume> = OnceLock::new();
 static DISK: OnceLock<Disk> = OnceLock::new();
 static CONFIG_PID: AtomicU32 = AtomicU32::new(0);
+static STATS_MIRROR: Mutex<Option<stats_mirror::StatsMirror>> = Mutex::new(None);
 /// Any non-null pointer: there is no per-connection state.
 static HANDLE: u8 = 0;
 
@@ -207,12 +210,27 @@ extern "C" fn after_fork() -> c_int {
             }
             e.to_string()
         })?;
-        DISK.set(disk).map_err(|_| "started twice".to_string())
+        DISK.set(disk).map_err(|_| "started twice".to_string())?;
+        // --statsFileMirror: a thread, so it starts here, after nbdkit's fork.
+        if let (Some(path), Some(disk)) = (&volume.config().stats.mirror, DISK.get()) {
+            let interval = volume.config().stats.mirror_interval;
+            let mirror =
+                stats_mirror::start(disk, path.clone(), interval).map_err(|e| e.to_string())?;
+            *STATS_MIRROR.lock().unwrap_or_else(|e| e.into_inner()) = Some(mirror);
+        }
+        Ok(())
     })
 }
 
 extern "C" fn cleanup() {
     lifecycle("cleanup", || {
+        if let Some(mirror) = STATS_MIRROR
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            mirror.stop();
+        }
         let Some(volume) = VOLUME.get() else {
             return Ok(());
         };
@@ -311,8 +329,38 @@ extern "C" fn trim(_h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_in
 extern "C" fn zero(_h: *mut c_void, count: u32, offset: u64, flags: u32) -> c_int {
     // Zeroing deletes whole blocks (a missing object reads as zeros) and rewrites partial ones,
     // so write-zeroes and trim are the same operation; MAY_TRIM needs no special case.
+    // FAST_ZERO: refused with ENOTSUP where a partial block would have to be read first.
     guarded("zero", || {
-        disk()?.zero(offset, u64::from(count), flags & FLAG_FUA != 0)
+        let (len, fua) = (u64::from(count), flags & FLAG_FUA != 0);
+        if flags & FLAG_FAST_ZERO != 0 {
+            disk()?.zero_fast(offset, len, fua)
+        } else {
+            disk()?.zero(offset, len, fua)
+        }
+    })
+}
+
+/// Block status (`base:allocation`): holes where the zero map knows blocks are empty, so
+/// `qemu-img convert`, `nbdcopy` and `qemu-img map` skip them.
+extern "C" fn extents(
+    _h: *mut c_void,
+    count: u32,
+    offset: u64,
+    flags: u32,
+    out: *mut Extents,
+) -> c_int {
+    guarded("extents", || {
+        for e in disk()?.extents(offset, u64::from(count))? {
+            let kind = if e.zero { EXTENT_HOLE_ZERO } else { 0 };
+            // SAFETY: nbdkit passes a valid extents list for the duration of the call.
+            if unsafe { nbdkit_add_extent(out, e.offset, e.length, kind) } != 0 {
+                return Err(StoreError::Invalid("nbdkit_add_extent failed".into()));
+            }
+            if flags & FLAG_REQ_ONE != 0 {
+                break;
+            }
+        }
+        Ok(())
     })
 }
 
@@ -387,12 +435,12 @@ static PLUGIN: Plugin = Plugin {
     zero: Some(zero),
     magic_config_key: c"bucket".as_ptr(),
     can_multi_conn: Some(yes),
-    can_extents: Some(no),
-    extents: std::ptr::null(),
+    can_extents: Some(yes),
+    extents: Some(extents),
     can_cache: Some(can_cache),
     cache: std::ptr::null(),
     thread_model: Some(thread_model),
-    can_fast_zero: Some(no),
+    can_fast_zero: Some(yes),
     preconnect: std::ptr::null(),
     get_ready: Some(get_ready),
     after_fork: Some(after_fork),

@@ -100,6 +100,17 @@ impl BlockLocks {
     }
 }
 
+/// A run of bytes in a block-status answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// Start (bytes).
+    pub offset: u64,
+    /// Length (bytes).
+    pub length: u64,
+    /// Known to read as zeros with no object behind it (a hole); otherwise data or unknown.
+    pub zero: bool,
+}
+
 /// The disk: a block-store stack seen as a byte-addressed device.
 pub struct Disk {
     store: Arc<dyn BlockStore>,
@@ -285,6 +296,46 @@ impl Disk {
         }
     }
 
+    /// Like [`Disk::zero`], but refuses (`ENOTSUP`, before doing anything) when it would have
+    /// to read: NBD's fast-zero contract is "faster than writing zeros, or not at all". Whole
+    /// blocks are deletes; a partial block qualifies only if it is known to be zero already.
+    pub fn zero_fast(&self, offset: u64, len: u64, fua: bool) -> StoreResult<()> {
+        self.check_writable()?;
+        self.check_range(offset, len)?;
+        let bs = self.block_size;
+        let needs_read = spans(offset, len, bs)
+            .filter(|s| !s.is_whole(bs))
+            .any(|s| !self.store.known_zero(s.block));
+        if needs_read {
+            return Err(StoreError::NotSupported(
+                "fast zero of a partial block that may hold data".into(),
+            ));
+        }
+        self.zero(offset, len, fua)
+    }
+
+    /// Block status of `[offset, offset + len)`: runs of holes (blocks known to be zero) and data,
+    /// covering exactly that range.
+    pub fn extents(&self, offset: u64, len: u64) -> StoreResult<Vec<Extent>> {
+        self.check_range(offset, len)?;
+        let mut out: Vec<Extent> = Vec::new();
+        let mut pos = offset;
+        for span in spans(offset, len, self.block_size) {
+            let zero = self.store.known_zero(span.block);
+            let length = u64::from(span.len);
+            match out.last_mut() {
+                Some(last) if last.zero == zero => last.length += length,
+                _ => out.push(Extent {
+                    offset: pos,
+                    length,
+                    zero,
+                }),
+            }
+            pos += length;
+        }
+        Ok(out)
+    }
+
     /// Returns once every write acknowledged before the call is durable.
     pub fn flush(&self) -> StoreResult<()> {
         self.store.flush()
@@ -424,6 +475,70 @@ mod tests {
         assert!(text.ends_with("out_of_memory_errors         0\n"), "{text}");
         d.reset_stats();
         assert!(d.stats_text().contains("http_normal_blocks_written   0\n"));
+    }
+
+    #[test]
+    fn extents_and_fast_zero_follow_the_zero_map() {
+        let mem = Arc::new(MemoryBackend::new());
+        let keys = KeyFormat {
+            prefix: String::new(),
+            hashed: false,
+        };
+        let objects = ObjectBlocks::new(
+            mem.clone(),
+            keys,
+            Geometry {
+                block_size: 512,
+                num_blocks: 8,
+            },
+            false,
+        );
+        let zero_map = crate::layers::ZeroMap::new(Arc::new(objects), None, None);
+        let d = Disk::new(Arc::new(Checked::new(Arc::new(zero_map))), 2, false).expect("disk");
+        // Nothing known yet: all data (unknown).
+        assert_eq!(
+            d.extents(0, 4096).expect("extents"),
+            vec![Extent {
+                offset: 0,
+                length: 4096,
+                zero: false
+            }]
+        );
+        d.zero(1024, 1024, false).expect("zero blocks 2-3");
+        d.write(&[1u8; 512], 3072, false).expect("write block 6");
+        d.zero(3584, 512, false).expect("zero block 7");
+        assert_eq!(
+            d.extents(100, 3900).expect("extents"),
+            vec![
+                Extent {
+                    offset: 100,
+                    length: 924,
+                    zero: false
+                },
+                Extent {
+                    offset: 1024,
+                    length: 1024,
+                    zero: true
+                },
+                Extent {
+                    offset: 2048,
+                    length: 1536,
+                    zero: false
+                },
+                Extent {
+                    offset: 3584,
+                    length: 416,
+                    zero: true
+                },
+            ]
+        );
+        // Fast zero: fine over whole blocks and known holes, refused where it would read.
+        d.zero_fast(1100, 100, false).expect("inside a known hole");
+        d.zero_fast(0, 1024, false).expect("whole blocks");
+        assert_eq!(
+            d.zero_fast(3000, 100, false).map_err(|e| e.errno()),
+            Err(libc::ENOTSUP)
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub fn erase(volume: &Volume, progress: &dyn Fn(u64, u64)) -> StoreResult<u64> {
         done += batch.len() as u64;
         progress(done, total);
     }
+    // A saved zero map would still be true (erasing only empties blocks) but is pointless now.
+    volume.backend().delete(&volume.keys().zero_map_key())?;
     volume.reset_mount_token()?;
     Ok(total)
 }

@@ -43,6 +43,9 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The request cannot be done the way it asks (e.g. a fast zero that would need a read).
+    #[error("{0}")]
+    NotSupported(String),
     /// A worker panicked; the request fails instead of taking the process down.
     #[error("internal error: {0}")]
     Panic(String),
@@ -62,6 +65,7 @@ impl StoreError {
                 .raw_os_error()
                 .filter(|&e| e != 0)
                 .unwrap_or(libc::EIO),
+            StoreError::NotSupported(_) => libc::ENOTSUP,
             StoreError::Panic(_) => libc::EIO,
         }
     }

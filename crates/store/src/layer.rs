@@ -98,6 +98,12 @@ pub trait BlockStore: Send + Sync {
     /// that may be non-zero. Blocks not reported are known to be zero.
     fn survey(&self, threads: usize, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()>;
 
+    /// True when `block` is known to be all zeros (a hole: NBD block status reports it so).
+    /// Never a guess: `false` means "unknown" as well as "holds data".
+    fn known_zero(&self, _block: BlockNum) -> bool {
+        false
+    }
+
     /// Appends this layer's counters, after those of the layers below it (see [`crate::stats`]).
     fn report_stats(&self, _out: &mut crate::stats::StatsReport) {}
 

@@ -8,7 +8,9 @@
 //!        │ BlockStore (whole blocks, or parts a layer may serve natively)
 //!   Checked              layer contract checks at the boundary
 //!        │ BlockStore
-//!   [codec, zero map, block cache: later releases slot in here]
+//!   ZeroMap              known-zero bitmap: holes cost no request; background survey
+//!        │ BlockStore
+//!   [block cache: a later release slots in here]
 //!        │ BlockStore
 //!   ObjectBlocks         block ⇄ object: names, size metadata, zero = no object, bulk delete, listing
 //!        │ ObjectBackend (GET/PUT/HEAD/DELETE/DeleteObjects/List)
@@ -19,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bitmap;
 pub mod codec;
 mod disk;
 pub mod erase;
@@ -29,9 +32,10 @@ pub mod layers;
 pub mod logging;
 mod rand;
 pub mod stats;
+pub mod stats_mirror;
 mod volume;
 
-pub use disk::Disk;
+pub use disk::{Disk, Extent};
 pub use error::{StoreError, StoreResult};
 pub use layer::{BlockNum, BlockStore, Geometry};
 pub use volume::{Volume, connect};

@@ -84,10 +84,11 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        // Other crates' chatter (TLS, HTTP internals) only with --debug.
+        // Other crates' chatter (HTTP internals) only when it is a warning or worse: their debug
+        // lines duplicate ours (one per request) and would break "one line per event".
         let ours = record.target().starts_with("s3backer")
             || record.target().starts_with("nbdkit_s3backer");
-        if !ours && record.level() > log::Level::Warn && MAX_LEVEL.load(Ordering::Relaxed) < 4 {
+        if !ours && record.level() > log::Level::Warn {
             return;
         }
         let msg = record.args().to_string().replace('\n', " ");

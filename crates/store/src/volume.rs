@@ -13,10 +13,13 @@
 use crate::backend::dir::{DirBackend, DirOptions};
 use crate::backend::s3::S3Backend;
 use crate::backend::{BackendError, GetOutcome, GetRequest, ObjectBackend, ObjectInfo, PutRequest};
+use crate::bitmap::AtomicBitmap;
 use crate::codec::{BlockCodec, Cipher, CodecError, Compression, Encryption};
 use crate::format::keys::KeyFormat;
 use crate::format::meta;
-use crate::layers::{Checked, ObjectBlocks};
+use crate::format::zero_map::{self as zero_map_format, Block0};
+use crate::layers::zero_map::MapSaver;
+use crate::layers::{Checked, ObjectBlocks, ZeroMap};
 use crate::{BlockNum, BlockStore, Disk, Geometry, StoreError, StoreResult};
 use s3backer_config::{CompressionAlgorithm, Config, DEFAULT_BLOCK_SIZE, Mode, format_size};
 use s3backer_s3client::{ClientOptions, S3Client};
@@ -30,6 +33,8 @@ pub struct Volume {
     keys: KeyFormat,
     geometry: Geometry,
     codec: Arc<BlockCodec>,
+    /// Block 0 as the startup probe found it (`None`: not probed), to validate a saved zero map.
+    block0_at_start: Option<Block0>,
     /// The token we wrote, once written.
     our_token: Mutex<Option<u32>>,
 }
@@ -53,12 +58,18 @@ impl Volume {
         };
         let (geometry, block0) = detect_geometry(config, backend.as_ref(), &keys)?;
         let codec = Arc::new(build_codec(config, geometry)?);
+        let block0_at_start = match &block0 {
+            Probe::NotProbed => None,
+            Probe::Absent => Some(Block0::Absent),
+            Probe::Present(info) => Some(info.etag.map_or(Block0::Unknown, |e| Block0::Etag(e.0))),
+        };
         let volume = Volume {
             config: config.clone(),
             backend,
             keys,
             geometry,
             codec,
+            block0_at_start,
             our_token: Mutex::new(None),
         };
         if config.mode == Mode::Serve {
@@ -272,8 +283,105 @@ impl Volume {
     /// Assembles the layer stack and the disk on top. Starts threads: call after any fork.
     pub fn build_disk(&self) -> StoreResult<Disk> {
         let bottom: Arc<dyn BlockStore> = Arc::new(self.object_blocks());
-        let stack: Arc<dyn BlockStore> = Arc::new(Checked::new(bottom));
+        let persist = self.backend.caps().metadata;
+        let saved = if persist {
+            self.take_saved_zero_map()
+        } else {
+            None
+        };
+        let saver = (persist && !self.config.read_only).then(|| self.zero_map_saver());
+        let zero_map = Arc::new(ZeroMap::new(bottom, saved, saver));
+        if self.config.survey.list_blocks {
+            zero_map.start_survey(self.config.survey.threads)?;
+        }
+        let stack: Arc<dyn BlockStore> = Arc::new(Checked::new(zero_map));
         Disk::new(stack, self.config.io_threads, self.config.read_only)
+    }
+
+    /// Loads the zero map saved at the last clean unmount, if it can be trusted, and deletes it
+    /// (unless read-only) before anything is written, so that a crash or another mount never
+    /// finds a map older than the bucket. Trusted only if block 0 is exactly as it was when the
+    /// map was saved (the tripwire for other writers, see `format::zero_map`).
+    fn take_saved_zero_map(&self) -> Option<AtomicBitmap> {
+        let key = self.keys.zero_map_key();
+        let limit = (self.geometry.num_blocks as usize).div_ceil(8) * 2 + 4096;
+        let req = GetRequest {
+            max_body: limit,
+            ..Default::default()
+        };
+        let body = match self.backend.get(&key, &req) {
+            Ok(GetOutcome::Found(data)) => data.body,
+            Ok(_) => return None,
+            Err(e) => {
+                log::warn!("cannot read the saved zero map {key}: {e}");
+                return None;
+            }
+        };
+        let map = match zero_map_format::decode(&body, self.geometry) {
+            Some((map, saved_block0))
+                if Some(saved_block0) == self.block0_at_start
+                    && saved_block0 != Block0::Unknown =>
+            {
+                Some(map)
+            }
+            Some(_) => {
+                log::warn!(
+                    "ignoring the saved zero map: block 0 changed since it was saved (the bucket was \
+                     written by something else)"
+                );
+                None
+            }
+            None => {
+                log::warn!(
+                    "ignoring the saved zero map {key}: it does not match this disk or is damaged"
+                );
+                None
+            }
+        };
+        if !self.config.read_only
+            && let Err(e) = self.backend.delete(&key)
+        {
+            log::warn!("cannot delete the saved zero map {key}, not using it: {e}");
+            return None;
+        }
+        if let Some(map) = &map
+            && !self.config.quiet
+        {
+            log::info!(
+                "loaded zero map: {} of {} blocks known to be empty",
+                map.count_ones(),
+                self.geometry.num_blocks
+            );
+        }
+        map
+    }
+
+    /// Saves the zero map at a clean shutdown (after the flush), stamped with block 0's ETag.
+    fn zero_map_saver(&self) -> MapSaver {
+        let backend = self.backend.clone();
+        let keys = self.keys.clone();
+        let geometry = self.geometry;
+        let quiet = self.config.quiet;
+        Box::new(move |map: &AtomicBitmap| {
+            let block0 = match backend.head(&keys.block_key(0), false)? {
+                None => Block0::Absent,
+                Some(info) => info.etag.map_or(Block0::Unknown, |e| Block0::Etag(e.0)),
+            };
+            let body = zero_map_format::encode(map, geometry, block0);
+            let req = PutRequest {
+                content_type: Some("application/octet-stream".into()),
+                content_encoding: None,
+                meta: Vec::new(),
+            };
+            backend.put(&keys.zero_map_key(), &body, &req)?;
+            if !quiet {
+                log::info!(
+                    "saved zero map ({} blocks known to be empty)",
+                    map.count_ones()
+                );
+            }
+            Ok(())
+        })
     }
 }
 

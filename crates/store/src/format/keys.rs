@@ -43,6 +43,11 @@ impl KeyFormat {
         format!("{}{}", self.prefix, MOUNT_TOKEN_NAME)
     }
 
+    /// The saved zero-map object name.
+    pub fn zero_map_key(&self) -> String {
+        format!("{}{}", self.prefix, super::zero_map::ZERO_MAP_NAME)
+    }
+
     /// The block a name denotes, or `None` if it is not one of our block objects.
     pub fn parse_block_key(&self, key: &str, num_blocks: u32) -> Option<BlockNum> {
         let rest = key.strip_prefix(self.prefix.as_str())?;

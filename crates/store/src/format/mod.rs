@@ -3,6 +3,7 @@
 
 pub mod keys;
 pub mod meta;
+pub mod zero_map;
 
 /// True when every byte of `data` is zero. All-zero blocks are never stored (a zero write
 /// deletes the object), so this runs on every block written; it compares eight bytes at a time.

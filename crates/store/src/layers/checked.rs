@@ -104,6 +104,9 @@ impl BlockStore for Checked {
             report(b)
         }))
     }
+    fn known_zero(&self, block: BlockNum) -> bool {
+        block < self.geometry.num_blocks && self.inner.known_zero(block)
+    }
     fn report_stats(&self, out: &mut crate::stats::StatsReport) {
         self.inner.report_stats(out)
     }
