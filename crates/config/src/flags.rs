@@ -179,7 +179,6 @@ pub const SSE_TYPES: &[&str] = &["AES256", "aws:kms"];
 /// `--authVersion` values.
 pub const AUTH_VERSIONS: &[&str] = &["aws2", "aws4"];
 
-const CACHE: &str = "block cache";
 const MD5: &str = "MD5 cache";
 const IAM: &str = "EC2 IAM credentials";
 const NBD: &str = "the --nbd wrapper";
@@ -320,19 +319,20 @@ pub static FLAGS: &[FlagDef] = &[
     value("keyLength", "N", C::Uint, G::Codec, "encryption key length in bytes, up to 64").default("the cipher's"),
     value("defaultContentEncoding", "STR", C::NonEmpty, G::Codec, "Content-Encoding assumed when a block has none"),
     // Cache.
-    value("blockCacheSize", "BLOCKS", C::Uint, G::Cache, "block cache size; only 0 is accepted").default("0 (no cache in this release)").support(not_yet_unless_zero(CACHE)),
-    value("blockCacheThreads", "N", C::Uint, G::Cache, "block cache write-back threads").support(not_yet(CACHE)),
-    value("blockCacheWriteDelay", "MILLIS", C::Uint, G::Cache, "longest time a block stays dirty").support(not_yet(CACHE)),
-    value("blockCacheTimeout", "MILLIS", C::Uint, G::Cache, "longest time a clean block stays cached").support(not_yet(CACHE)),
-    value("blockCacheMaxDirty", "BLOCKS", C::Uint, G::Cache, "most dirty blocks before writers wait").support(not_yet(CACHE)),
-    boolean("blockCacheSync", G::Cache, "synchronous block cache writes").support(not_yet(CACHE)),
-    value("blockCacheNumProtected", "N", C::Uint, G::Cache, "blocks below N are evicted last").support(not_yet(CACHE)),
-    value("blockCacheFile", "FILE", C::NonEmpty, G::Cache, "persistent block cache file").support(not_yet(CACHE)),
-    boolean("blockCacheRecoverDirtyBlocks", G::Cache, "write back dirty blocks found in the cache file").support(not_yet(CACHE)),
-    boolean("blockCacheNoVerify", G::Cache, "trust the cache file without checking").support(not_yet(CACHE)),
-    boolean("blockCacheFileAdvise", G::Cache, "posix_fadvise(DONTNEED) on the cache file").support(not_yet(CACHE)),
-    value("readAhead", "BLOCKS", C::Uint, G::Cache, "blocks to read ahead; only 0 is accepted").default("0").support(not_yet_unless_zero(CACHE)),
-    value("readAheadTrigger", "N", C::Uint, G::Cache, "sequential reads before read-ahead; only 0 is accepted").default("0").support(not_yet_unless_zero(CACHE)),
+    value("blockCacheSize", "BLOCKS", C::Uint, G::Cache, "block cache size in blocks; 0 disables the cache").default("1000"),
+    value("blockCacheThreads", "N", C::Positive, G::Cache, "parallel uploads of dirty blocks").default("20"),
+    value("blockCacheWriteDelay", "MILLIS", C::Uint, G::Cache, "longest time a block stays dirty before it is uploaded; 0 = at once").default("250"),
+    value("blockCacheTimeout", "MILLIS", C::Uint, G::Cache, "longest time a clean block stays cached; 0 = no limit").default("0"),
+    value("blockCacheMaxDirty", "BLOCKS", C::Uint, G::Cache, "most dirty blocks before writers wait; 0 = no limit").default("0"),
+    boolean("blockCacheSync", G::Cache, "a write returns only once uploaded (needs --blockCacheWriteDelay=0)"),
+    value("blockCacheNumProtected", "N", C::Uint, G::Cache, "blocks below N are evicted last").default("0"),
+    value("blockCacheFile", "FILE", C::NonEmpty, G::Cache, "keep the cache (data and dirty blocks) in this file instead of memory").default("in memory"),
+    boolean("blockCacheRecoverDirtyBlocks", G::Cache, "after a crash, upload the dirty blocks found in the cache file (without it, such a file stops the start)"),
+    boolean("blockCacheNoVerify", G::Cache, "trust clean blocks in the cache file without checking them against the bucket"),
+    boolean("blockCacheFileAdvise", G::Cache, "posix_fadvise(DONTNEED) after each cache-file data access"),
+    boolean("blockCacheLocalFlush", G::Cache, "FLUSH returns once data is fsync'd in the cache file; uploads follow in flush order (needs --blockCacheFile)"),
+    value("readAhead", "BLOCKS", C::Uint, G::Cache, "blocks to read ahead of a sequential reader").default("4 (FUSE), 0 (nbdkit)"),
+    value("readAheadTrigger", "N", C::Uint, G::Cache, "sequential block reads before read-ahead starts").default("2 (FUSE), 0 (nbdkit)"),
     value("md5CacheSize", "BLOCKS", C::Uint, G::Cache, "MD5 cache size (eventual consistency protection); only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
     value("md5CacheTime", "MILLIS", C::Uint, G::Cache, "MD5 cache entry lifetime; only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
     value("minWriteDelay", "MILLIS", C::Uint, G::Cache, "least time between writes of a block; only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),

@@ -17,8 +17,8 @@ use crate::flags::{self, Support};
 use crate::raw::{Front, RawArgs, Setting};
 use crate::size::{self, format_size};
 use crate::types::{
-    AuthVersion, Config, DEFAULT_BLOCK_SIZE, FuseSettings, Mode, S3Settings, StatsSettings,
-    SurveySettings,
+    AuthVersion, CacheSettings, Config, DEFAULT_BLOCK_SIZE, FuseSettings, Mode, S3Settings,
+    StatsSettings, SurveySettings,
 };
 
 /// Default `--ioThreads`.
@@ -66,6 +66,7 @@ pub(crate) fn resolve(
                 .map_or(1000, |(ms, _)| u64::from(ms)),
         ),
     };
+    let cache = cache_settings(&raw, front, &mut warnings)?;
     let survey = SurveySettings {
         list_blocks: raw.has("listBlocks"),
         threads: get(&raw, "listBlocksThreads", flags::parse_uint)?.map_or(16, |(n, _)| n as usize),
@@ -117,6 +118,7 @@ pub(crate) fn resolve(
         fuse,
         stats,
         survey,
+        cache,
         io_threads,
         debug: raw.has("debug") || raw.fuse_debug,
         quiet: raw.has("quiet"),
@@ -572,4 +574,81 @@ mod tests {
             "invalid bucket name \"A\": must be 3 to 63 characters long"
         );
     }
+}
+
+/// The block cache flags, with s3backer's defaults and cross-flag rules.
+fn cache_settings(
+    raw: &RawArgs,
+    front: Front,
+    warnings: &mut Vec<String>,
+) -> Result<CacheSettings, ConfigError> {
+    let uint = |name: &str| -> Result<Option<u32>, ConfigError> {
+        Ok(get(raw, name, flags::parse_uint)?.map(|(v, _)| v))
+    };
+    let millis = |v: u32| Duration::from_millis(u64::from(v));
+    let size = uint("blockCacheSize")?.unwrap_or(1000);
+    let write_delay = uint("blockCacheWriteDelay")?;
+    let sync = raw.has("blockCacheSync");
+    if sync && write_delay != Some(0) {
+        let s = raw.get("blockCacheSync");
+        let msg = format!(
+            "{} requires {}=0",
+            s.map(|s| s.flag_ref()).unwrap_or_default(),
+            front.flag("blockCacheWriteDelay")
+        );
+        return Err(match s {
+            Some(s) => s.error(msg),
+            None => ConfigError::invalid(msg),
+        });
+    }
+    let file = raw.text("blockCacheFile").map(PathBuf::from);
+    for name in ["blockCacheRecoverDirtyBlocks", "blockCacheLocalFlush"] {
+        if let Some(s) = raw.get(name)
+            && file.is_none()
+        {
+            return Err(s.error(format!(
+                "{} requires {}",
+                s.flag_ref(),
+                front.flag("blockCacheFile=FILE")
+            )));
+        }
+    }
+    if size == 0 {
+        for name in ["blockCacheFile", "blockCacheLocalFlush", "blockCacheSync"] {
+            if let Some(s) = raw.get(name) {
+                return Err(s.error(format!(
+                    "{} needs a block cache ({} is 0)",
+                    s.flag_ref(),
+                    front.flag("blockCacheSize")
+                )));
+            }
+        }
+    }
+    let num_protected = uint("blockCacheNumProtected")?.unwrap_or(0);
+    if num_protected > size && size > 0 {
+        warnings.push(format!(
+            "{}={num_protected} is more than the cache holds ({size} blocks)",
+            front.flag("blockCacheNumProtected")
+        ));
+    }
+    let (ra, rat) = match front {
+        Front::CommandLine => (4, 2),
+        Front::Plugin => (0, 0),
+    };
+    Ok(CacheSettings {
+        size,
+        threads: uint("blockCacheThreads")?.map_or(20, |n| n as usize),
+        write_delay: millis(write_delay.unwrap_or(250)),
+        timeout: uint("blockCacheTimeout")?.filter(|&t| t > 0).map(millis),
+        max_dirty: uint("blockCacheMaxDirty")?.filter(|&m| m > 0),
+        sync,
+        num_protected,
+        file,
+        recover_dirty: raw.has("blockCacheRecoverDirtyBlocks"),
+        no_verify: raw.has("blockCacheNoVerify"),
+        file_advise: raw.has("blockCacheFileAdvise"),
+        local_flush: raw.has("blockCacheLocalFlush"),
+        read_ahead: uint("readAhead")?.unwrap_or(ra),
+        read_ahead_trigger: uint("readAheadTrigger")?.unwrap_or(rat),
+    })
 }

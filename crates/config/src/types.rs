@@ -175,6 +175,39 @@ pub struct StatsSettings {
     pub mirror_interval: Duration,
 }
 
+/// The block cache (`--blockCache*`, `--readAhead*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Capacity in blocks; 0 = no cache (`--blockCacheSize`, default 1000).
+    pub size: u32,
+    /// Parallel uploads (`--blockCacheThreads`, default 20).
+    pub threads: usize,
+    /// Longest time a block stays dirty (`--blockCacheWriteDelay`, default 250 ms).
+    pub write_delay: Duration,
+    /// Longest time a clean block stays cached; `None` = no limit (`--blockCacheTimeout`).
+    pub timeout: Option<Duration>,
+    /// Most dirty blocks before writers wait; `None` = no limit (`--blockCacheMaxDirty`).
+    pub max_dirty: Option<u32>,
+    /// `--blockCacheSync`: a write returns only once uploaded.
+    pub sync: bool,
+    /// Blocks below this number are evicted last (`--blockCacheNumProtected`).
+    pub num_protected: u32,
+    /// `--blockCacheFile`.
+    pub file: Option<PathBuf>,
+    /// `--blockCacheRecoverDirtyBlocks`.
+    pub recover_dirty: bool,
+    /// `--blockCacheNoVerify`.
+    pub no_verify: bool,
+    /// `--blockCacheFileAdvise`.
+    pub file_advise: bool,
+    /// `--blockCacheLocalFlush`: FLUSH is durable once the cache file is fsync'd.
+    pub local_flush: bool,
+    /// `--readAhead` (blocks).
+    pub read_ahead: u32,
+    /// `--readAheadTrigger` (sequential reads).
+    pub read_ahead_trigger: u32,
+}
+
 /// The background survey of existing blocks (`--listBlocks`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SurveySettings {
@@ -232,6 +265,8 @@ pub struct Config {
     pub stats: StatsSettings,
     /// The survey of existing blocks.
     pub survey: SurveySettings,
+    /// The block cache.
+    pub cache: CacheSettings,
     /// `--ioThreads`: bound on block operations in flight (fan-out pool size).
     pub io_threads: usize,
     /// `--debug`.

@@ -243,7 +243,9 @@ api_bind_addr = "127.0.0.1:{admin_port}"
 
     /// Whether the bucket holds a mount token under `prefix`.
     pub fn has_token(&self, bucket: &str, prefix: &str) -> bool {
-        self.keys(bucket, prefix).iter().any(|k| k.ends_with("s3backer-mounted"))
+        self.keys(bucket, prefix)
+            .iter()
+            .any(|k| k.ends_with("s3backer-mounted"))
     }
 
     /// The flags that point s3backer (ours or the original) at this server.

@@ -114,7 +114,7 @@ fn not_yet_supported_flags_are_refused_not_ignored() {
         "not supported yet",
     );
     plugin_refuses(
-        &with_server(&["size=1m", "blockCacheSize=100"]),
+        &with_server(&["size=1m", "ipTOS=lowdelay"]),
         "not supported yet",
     );
     plugin_refuses(
@@ -132,6 +132,18 @@ fn encryption_without_a_password_is_refused() {
     plugin_refuses(
         &with_server(&["size=1m", "encrypt=AES256", "password=x"]),
         "give the canonical name \"AES-256-CBC\"",
+    );
+}
+
+#[test]
+fn cache_flag_rules_are_enforced() {
+    plugin_refuses(
+        &with_server(&["size=1m", "blockCacheRecoverDirtyBlocks=true"]),
+        "requires blockCacheFile=FILE",
+    );
+    plugin_refuses(
+        &with_server(&["size=1m", "blockCacheSync=true"]),
+        "requires blockCacheWriteDelay=0",
     );
 }
 

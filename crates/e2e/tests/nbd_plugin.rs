@@ -146,10 +146,11 @@ fn nbdcopy_with_several_connections_round_trips() {
     run_ok(
         Command::new("nbdcopy")
             .env("PATH", system_path())
-            .args(["--connections=4", "--requests=16"])
+            .args(["--connections=4", "--requests=16", "--flush"])
             .arg(&src)
             .arg(nbd.uri()),
     );
+    // Flushed: everything is in the bucket.
     assert_eq!(block_keys(&bucket, "").len(), 64);
     assert!(nbd_image(&nbd.uri()) == data, "copy out differs");
 }
@@ -180,7 +181,10 @@ fn mount_token_guards_the_bucket() {
     );
     let (status, _) = forced.stop();
     assert!(status.success());
-    assert!(!g.has_token(&bucket, ""), "forced mount cleared its own token");
+    assert!(
+        !g.has_token(&bucket, ""),
+        "forced mount cleared its own token"
+    );
 
     let crashed = Nbdkit::start(&p).expect("mount");
     crashed.kill9();
@@ -257,10 +261,12 @@ fn corrupt_object_is_an_io_error_not_data() {
     let bucket = g.new_bucket("corrupt");
     let nbd = Nbdkit::start(&params(&bucket, &["size=256k", "blockSize=64k"])).expect("start");
     qemu_io(&nbd.uri(), &["write -P 3 0 256k"]);
-    // Another writer replaces block 2 with a short object.
+    drop(nbd);
+    // Another writer replaces block 2 with a short object; a fresh start (empty cache) reads it.
     let client = g.client(&bucket);
     let req = s3backer_s3client::PutRequest::default();
     client.put_object("00000002", b"short", &req).expect("put");
+    let nbd = Nbdkit::start(&params(&bucket, &[])).expect("restart");
     let script = r#"
 import nbd, sys
 h = nbd.NBD()

@@ -35,7 +35,7 @@ fn https_with_cacert_insecure_and_neither() {
     .expect("trusted with --cacert");
     qemu_io(&nbd.uri(), &["write -P 4 0 128k", "read -P 4 0 128k"]);
     drop(nbd);
-    assert_eq!(g.keys(&bucket, ""), ["00000000", "00000001"]);
+    assert_eq!(g.data_keys(&bucket, ""), ["00000000", "00000001"]);
 
     let nbd =
         Nbdkit::start(&params(&proxy, &bucket, &["insecure=true".into()])).expect("--insecure");

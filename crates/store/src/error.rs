@@ -46,6 +46,10 @@ pub enum StoreError {
     /// The request cannot be done the way it asks (e.g. a fast zero that would need a read).
     #[error("{0}")]
     NotSupported(String),
+    /// Dirty data could not be written back (the FLUSH that waited for it fails; the data stays
+    /// dirty in the cache and is retried).
+    #[error("write-back failed: {0}")]
+    Writeback(String),
     /// A worker panicked; the request fails instead of taking the process down.
     #[error("internal error: {0}")]
     Panic(String),
@@ -66,6 +70,7 @@ impl StoreError {
                 .filter(|&e| e != 0)
                 .unwrap_or(libc::EIO),
             StoreError::NotSupported(_) => libc::ENOTSUP,
+            StoreError::Writeback(_) => libc::EIO,
             StoreError::Panic(_) => libc::EIO,
         }
     }

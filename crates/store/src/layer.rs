@@ -46,6 +46,27 @@ impl Geometry {
     }
 }
 
+/// What the object store holds for a block, as far as a cache needs to know to check later
+/// whether it changed (the ETag of the stored object).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockTag {
+    /// No object: the block is all zeros.
+    Absent,
+    /// An object with this ETag (MD5 form).
+    Etag([u8; 16]),
+    /// Unknown (the backend gives no usable ETag): cannot be checked, only re-read.
+    Unknown,
+}
+
+/// Result of a conditional read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaggedRead {
+    /// The block's data is in the buffer; this is its tag.
+    Data(BlockTag),
+    /// The stored block still has the expected tag; the buffer was not touched.
+    Unchanged,
+}
+
 /// A stack layer, or the bottom of the stack. See the module documentation for the contract.
 pub trait BlockStore: Send + Sync {
     /// The geometry this layer serves.
@@ -64,9 +85,28 @@ pub trait BlockStore: Send + Sync {
         Ok(())
     }
 
+    /// Reads a whole block and returns its tag; with `expect`, a block that still has that tag is
+    /// not transferred ([`TaggedRead::Unchanged`]). Used by the block cache to check blocks it
+    /// kept across a restart. The default cannot tell tags and always reads.
+    fn read_block_tagged(
+        &self,
+        block: BlockNum,
+        buf: &mut [u8],
+        _expect: Option<BlockTag>,
+    ) -> StoreResult<TaggedRead> {
+        self.read_block(block, buf)?;
+        Ok(TaggedRead::Data(BlockTag::Unknown))
+    }
+
     /// Writes a whole block (`data.len() == block_size`). All-zero data is allowed; the bottom of
     /// the stack stores it as "no object".
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()>;
+
+    /// Like [`BlockStore::write_block`], returning the stored block's tag.
+    fn write_block_tagged(&self, block: BlockNum, data: &[u8]) -> StoreResult<BlockTag> {
+        self.write_block(block, data)?;
+        Ok(BlockTag::Unknown)
+    }
 
     /// Writes `data` into `block` at `offset`; the rest of the block keeps its contents.
     /// The caller holds the block's write lock (see the module documentation).

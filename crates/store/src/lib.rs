@@ -37,5 +37,5 @@ mod volume;
 
 pub use disk::{Disk, Extent};
 pub use error::{StoreError, StoreResult};
-pub use layer::{BlockNum, BlockStore, Geometry};
+pub use layer::{BlockNum, BlockStore, BlockTag, Geometry, TaggedRead};
 pub use volume::{Volume, connect};

@@ -18,8 +18,11 @@ use crate::codec::{BlockCodec, Cipher, CodecError, Compression, Encryption};
 use crate::format::keys::KeyFormat;
 use crate::format::meta;
 use crate::format::zero_map::{self as zero_map_format, Block0};
+use crate::layers::block_cache::cache_file::{
+    CacheFile, FileHeader, Loaded, RecordKind, identity_of,
+};
 use crate::layers::zero_map::MapSaver;
-use crate::layers::{Checked, ObjectBlocks, ZeroMap};
+use crate::layers::{BlockCache, CacheOptions, Checked, ObjectBlocks, ZeroMap};
 use crate::{BlockNum, BlockStore, Disk, Geometry, StoreError, StoreResult};
 use s3backer_config::{CompressionAlgorithm, Config, DEFAULT_BLOCK_SIZE, Mode, format_size};
 use s3backer_s3client::{ClientOptions, S3Client};
@@ -35,6 +38,10 @@ pub struct Volume {
     codec: Arc<BlockCodec>,
     /// Block 0 as the startup probe found it (`None`: not probed), to validate a saved zero map.
     block0_at_start: Option<Block0>,
+    /// The cache file, opened before any fork, handed to the cache when the disk is built.
+    cache_file: Mutex<Option<Loaded>>,
+    /// Held for the volume's lifetime: one process per cache file.
+    _cache_lock: Option<std::fs::File>,
     /// The token we wrote, once written.
     our_token: Mutex<Option<u32>>,
 }
@@ -63,19 +70,38 @@ impl Volume {
             Probe::Absent => Some(Block0::Absent),
             Probe::Present(info) => Some(info.etag.map_or(Block0::Unknown, |e| Block0::Etag(e.0))),
         };
+        let mut config = config.clone();
+        if config.cache.size > geometry.num_blocks {
+            log::warn!(
+                "--blockCacheSize={} is more than the disk's {} blocks; using {}",
+                config.cache.size,
+                geometry.num_blocks,
+                geometry.num_blocks
+            );
+            config.cache.size = geometry.num_blocks;
+        }
+        let (cache_file, cache_lock) = match (&config.cache.file, config.mode == Mode::Erase) {
+            (Some(path), false) if config.cache.size > 0 => {
+                let (loaded, lock) = open_cache_file(path, &config, geometry)?;
+                (Some(loaded), Some(lock))
+            }
+            _ => (None, None),
+        };
         let volume = Volume {
-            config: config.clone(),
+            config,
             backend,
             keys,
             geometry,
             codec,
             block0_at_start,
+            cache_file: Mutex::new(cache_file),
+            _cache_lock: cache_lock,
             our_token: Mutex::new(None),
         };
-        if config.mode == Mode::Serve {
+        if volume.config.mode == Mode::Serve {
             volume.check_not_mounted()?;
         }
-        if config.mode != Mode::ResetMountedFlag {
+        if volume.config.mode != Mode::ResetMountedFlag {
             volume.check_encoding(block0)?;
         }
         Ok(volume)
@@ -127,6 +153,45 @@ impl Volume {
 
     fn check_not_mounted(&self) -> StoreResult<()> {
         let token = self.read_mount_token()?;
+        let (file_token, dirty, path) =
+            match &*self.cache_file.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(l) => (
+                    l.header.mount_token,
+                    l.records
+                        .iter()
+                        .filter(|(_, r)| r.kind == RecordKind::Dirty)
+                        .count(),
+                    l.file.path().display().to_string(),
+                ),
+                None => (0, 0, String::new()),
+            };
+        if dirty > 0 && !self.config.cache.recover_dirty {
+            return Err(StoreError::Startup(format!(
+                "the cache file {path} holds {dirty} blocks written before an unclean shutdown and not yet \
+                 in the bucket; start with --blockCacheRecoverDirtyBlocks to upload them, or delete the \
+                 file to discard them"
+            )));
+        }
+        if token != 0 && token == file_token {
+            // The mount that crashed was this cache file's: taking over is what recovery means.
+            log::info!(
+                "recovering from unclean shutdown (mount token 0x{token:08x} matches the cache file)"
+            );
+            if dirty > 0 {
+                log::info!("{dirty} dirty blocks in cache file {path} will be recovered");
+            }
+            return Ok(());
+        }
+        if token != 0 && dirty > 0 && !self.config.force {
+            return Err(StoreError::AlreadyMounted(format!(
+                "mount token mismatch (cache file: 0x{file_token:08x}, bucket: 0x{token:08x}): the bucket was \
+                 mounted elsewhere since the cache file's {dirty} dirty blocks were written; delete the file \
+                 to discard them, or use --force to upload them anyway"
+            )));
+        }
+        if dirty > 0 {
+            log::info!("{dirty} dirty blocks in cache file {path} will be recovered");
+        }
         if token == 0 {
             return Ok(());
         }
@@ -169,6 +234,14 @@ impl Volume {
         self.backend
             .put(&self.keys.mount_token_key(), body.as_bytes(), &req)?;
         *self.our_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        if let Some(l) = &*self.cache_file.lock().unwrap_or_else(|e| e.into_inner()) {
+            l.file
+                .write_header(token, false)
+                .and_then(|()| l.file.sync())
+                .map_err(|e| {
+                    StoreError::io(format!("cache file {}", l.file.path().display()), e)
+                })?;
+        }
         self.progress(&format!("established new mount token 0x{token:08x}"));
         Ok(())
     }
@@ -203,6 +276,15 @@ impl Volume {
         }
         self.backend.delete(&self.keys.mount_token_key())?;
         self.backend.sync()?;
+        if let Some(l) = &*self.cache_file.lock().unwrap_or_else(|e| e.into_inner()) {
+            let clean = l.header.clean_shutdown;
+            l.file
+                .write_header(0, clean)
+                .and_then(|()| l.file.sync())
+                .map_err(|e| {
+                    StoreError::io(format!("cache file {}", l.file.path().display()), e)
+                })?;
+        }
         Ok(())
     }
 
@@ -282,7 +364,11 @@ impl Volume {
 
     /// Assembles the layer stack and the disk on top. Starts threads: call after any fork.
     pub fn build_disk(&self) -> StoreResult<Disk> {
-        let bottom: Arc<dyn BlockStore> = Arc::new(self.object_blocks());
+        let objects: Arc<dyn BlockStore> = Arc::new(self.object_blocks());
+        let bottom: Arc<dyn BlockStore> = match self.build_cache(objects.clone())? {
+            Some(cache) => cache,
+            None => objects,
+        };
         let persist = self.backend.caps().metadata;
         let saved = if persist {
             self.take_saved_zero_map()
@@ -296,6 +382,38 @@ impl Volume {
         }
         let stack: Arc<dyn BlockStore> = Arc::new(Checked::new(zero_map));
         Disk::new(stack, self.config.io_threads, self.config.read_only)
+    }
+
+    /// The block cache over `below`, when `--blockCacheSize` is not 0; starts its workers.
+    fn build_cache(&self, below: Arc<dyn BlockStore>) -> StoreResult<Option<Arc<dyn BlockStore>>> {
+        let c = &self.config.cache;
+        if c.size == 0 {
+            return Ok(None);
+        }
+        let opts = CacheOptions {
+            capacity: c.size,
+            threads: c.threads,
+            write_delay: c.write_delay,
+            timeout: c.timeout,
+            max_dirty: c.max_dirty,
+            sync: c.sync,
+            num_protected: c.num_protected,
+            local_flush: c.local_flush,
+            no_verify: c.no_verify,
+            read_ahead: c.read_ahead,
+            read_ahead_trigger: c.read_ahead_trigger,
+        };
+        let loaded = self
+            .cache_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let cache = match loaded {
+            Some(l) => BlockCache::with_file(below, opts, l, c.file_advise),
+            None => BlockCache::in_memory(below, opts),
+        };
+        cache.start()?;
+        Ok(Some(Arc::new(cache)))
     }
 
     /// Loads the zero map saved at the last clean unmount, if it can be trusted, and deletes it
@@ -540,6 +658,51 @@ fn detect_geometry(
         },
         probe,
     ))
+}
+
+/// Opens (or creates) the cache file and takes its lock; logs what it holds.
+fn open_cache_file(
+    path: &Path,
+    config: &Config,
+    geometry: Geometry,
+) -> StoreResult<(Loaded, std::fs::File)> {
+    if !config.quiet {
+        log::info!("reading meta-data from cache file {}", path.display());
+    }
+    let want = FileHeader {
+        block_size: geometry.block_size,
+        slot_count: config.cache.size,
+        num_blocks: geometry.num_blocks,
+        identity: identity_of(&config.bucket, &config.prefix),
+        mount_token: 0,
+        clean_shutdown: true,
+    };
+    let loaded =
+        CacheFile::open_or_create(path, &want).map_err(|e| StoreError::Startup(e.to_string()))?;
+    let lock = std::fs::File::open(path)
+        .map_err(|e| StoreError::io(format!("cache file {}", path.display()), e))?;
+    // SAFETY: flock on a valid descriptor we own.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Err(StoreError::Startup(format!(
+            "cache file {} is in use by another s3backer process",
+            path.display()
+        )));
+    }
+    if !config.quiet {
+        let used = loaded.records.len();
+        log::info!(
+            "loaded cache file {} with {} free and {used} used blocks",
+            path.display(),
+            (config.cache.size as usize).saturating_sub(used)
+        );
+    }
+    Ok((loaded, lock))
 }
 
 /// What the startup HEAD of block 0 found.

@@ -177,7 +177,7 @@ fn errors_in_config_files_name_file_and_line() {
         err(&["-F", &f]),
         format!("{f}:3: unknown flag \"--readonly\" (did you mean \"--readOnly\"?)")
     );
-    let f = dir.write("unsupported.conf", "--blockCacheSize=10\n");
+    let f = dir.write("unsupported.conf", "--sharedDiskMode\n");
     let e = parse_with(&["mybucket", "-F", &f], &no_env()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotSupported);
     assert!(e.to_string().starts_with(&format!("{f}:1: ")), "{e}");

@@ -690,40 +690,93 @@ fn password_flags_without_encrypt_only_warn() {
 
 #[test]
 fn block_cache_flags() {
-    ok(&[
-        "--blockCacheSize=0",
-        "--blockCacheSync=false",
-        "--blockCacheRecoverDirtyBlocks=no",
-    ]);
+    let c = ok(&[]).cache;
     assert_eq!(
-        not_supported(&["--blockCacheSize=1000"]),
-        "\"--blockCacheSize\" is not supported yet by this release (planned: block cache)"
+        (
+            c.size,
+            c.threads,
+            c.write_delay,
+            c.timeout,
+            c.max_dirty,
+            c.sync,
+            c.num_protected
+        ),
+        (1000, 20, Duration::from_millis(250), None, None, false, 0),
+        "s3backer's defaults"
     );
-    for flag in [
+    assert_eq!(
+        (
+            c.file,
+            c.recover_dirty,
+            c.no_verify,
+            c.file_advise,
+            c.local_flush
+        ),
+        (None, false, false, false, false)
+    );
+    assert_eq!(ok(&["--blockCacheSize=0"]).cache.size, 0);
+    let c = ok(&[
+        "--blockCacheSize=20000",
         "--blockCacheThreads=4",
-        "--blockCacheWriteDelay=0",
-        "--blockCacheTimeout=0",
-        "--blockCacheMaxDirty=0",
-        "--blockCacheSync",
-        "--blockCacheNumProtected=1",
-        "--blockCacheFile=/tmp/cache",
+        "--blockCacheWriteDelay=15000",
+        "--blockCacheTimeout=60000",
+        "--blockCacheMaxDirty=500",
+        "--blockCacheNumProtected=1000",
+        "--blockCacheFile=/var/cache/s3b",
         "--blockCacheRecoverDirtyBlocks",
         "--blockCacheNoVerify",
         "--blockCacheFileAdvise",
-    ] {
-        assert!(
-            not_supported(&[flag]).contains("(planned: block cache)"),
-            "{flag}"
-        );
-    }
+        "--blockCacheLocalFlush",
+    ])
+    .cache;
+    assert_eq!(
+        (c.size, c.threads, c.write_delay),
+        (20000, 4, Duration::from_millis(15000))
+    );
+    assert_eq!(
+        (c.timeout, c.max_dirty, c.num_protected),
+        (Some(Duration::from_secs(60)), Some(500), 1000)
+    );
+    assert_eq!(
+        c.file.as_deref(),
+        Some(std::path::Path::new("/var/cache/s3b"))
+    );
+    assert!(c.recover_dirty && c.no_verify && c.file_advise && c.local_flush);
+    // The original's rule: synchronous writes need a zero write delay, given explicitly.
+    assert!(err(&["--blockCacheSync"]).contains("requires --blockCacheWriteDelay=0"));
+    assert!(
+        ok(&["--blockCacheSync", "--blockCacheWriteDelay=0"])
+            .cache
+            .sync
+    );
+    assert!(err(&["--blockCacheRecoverDirtyBlocks"]).contains("requires --blockCacheFile=FILE"));
+    assert!(err(&["--blockCacheLocalFlush"]).contains("requires --blockCacheFile=FILE"));
+    assert!(err(&["--blockCacheSize=0", "--blockCacheFile=/x"]).contains("needs a block cache"));
+    assert!(err(&["--blockCacheThreads=0"]).contains("--blockCacheThreads"));
     assert!(err(&["--blockCacheSize=lots"]).contains("unsigned decimal"));
+    let w = ok(&["--blockCacheSize=10", "--blockCacheNumProtected=20"]).warnings;
+    assert!(
+        w.iter().any(|w| w.contains("more than the cache holds")),
+        "{w:?}"
+    );
 }
 
 #[test]
-fn read_ahead_zero_is_accepted() {
-    ok(&["--readAhead=0", "--readAheadTrigger=0"]);
-    assert!(not_supported(&["--readAhead=4"]).contains("(planned: block cache)"));
-    not_supported(&["--readAheadTrigger=2"]);
+fn read_ahead() {
+    let c = ok(&[]).cache;
+    assert_eq!(
+        (c.read_ahead, c.read_ahead_trigger),
+        (4, 2),
+        "FUSE defaults"
+    );
+    let c = ok(&["--readAhead=0", "--readAheadTrigger=0"]).cache;
+    assert_eq!((c.read_ahead, c.read_ahead_trigger), (0, 0));
+    let c = plugin(&[("bucket", "mybucket")]).unwrap().cache;
+    assert_eq!(
+        (c.read_ahead, c.read_ahead_trigger),
+        (0, 0),
+        "nbdkit defaults"
+    );
 }
 
 #[test]

@@ -130,8 +130,8 @@ fn noop_values_of_unsupported_features() {
     ])
     .unwrap();
     assert!(
-        plugin_err(&[("bucket", "mybucket"), ("blockCacheSize", "100")])
-            .contains("(planned: block cache)")
+        plugin_err(&[("bucket", "mybucket"), ("md5CacheSize", "100")])
+            .contains("(planned: MD5 cache)")
     );
 }
 

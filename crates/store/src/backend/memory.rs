@@ -39,10 +39,20 @@ pub struct StoredObject {
     pub content_type: Option<String>,
 }
 
+/// A distinct ETag per stored version (a counter; real servers use the MD5 of the body).
+fn next_etag() -> Etag {
+    static N: AtomicU64 = AtomicU64::new(1);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut e = [0u8; 16];
+    e[..8].copy_from_slice(&n.to_le_bytes());
+    Etag(e)
+}
+
 /// The in-memory store.
 #[derive(Default)]
 pub struct MemoryBackend {
     objects: Mutex<BTreeMap<String, StoredObject>>,
+    etags: Mutex<BTreeMap<String, Etag>>,
     counts: [AtomicU64; OPS],
     /// When set, `delete_many` fails as servers without bulk delete do.
     pub refuse_bulk_delete: std::sync::atomic::AtomicBool,
@@ -83,6 +93,18 @@ impl MemoryBackend {
     /// Stores an object directly (an out-of-band change by another writer).
     pub fn insert(&self, key: &str, object: StoredObject) {
         self.lock().insert(key.to_string(), object);
+        self.etags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), next_etag());
+    }
+
+    fn etag(&self, key: &str) -> Option<Etag> {
+        self.etags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoredObject>> {
@@ -99,12 +121,17 @@ impl ObjectBackend for MemoryBackend {
         format!("memory:///{prefix}")
     }
 
-    fn get(&self, key: &str, _req: &GetRequest) -> BackendResult<GetOutcome> {
+    fn get(&self, key: &str, req: &GetRequest) -> BackendResult<GetOutcome> {
         self.count(Op::Get);
+        let etag = self.etag(key);
+        if req.if_none_match.is_some() && req.if_none_match == etag && self.lock().contains_key(key)
+        {
+            return Ok(GetOutcome::NotModified);
+        }
         Ok(match self.lock().get(key) {
             Some(o) => GetOutcome::Found(ObjectData {
                 body: o.body.clone(),
-                etag: None,
+                etag,
                 content_encoding: o.content_encoding.clone(),
                 meta: o.meta.clone(),
             }),
@@ -114,8 +141,9 @@ impl ObjectBackend for MemoryBackend {
 
     fn head(&self, key: &str, _startup_probe: bool) -> BackendResult<Option<ObjectInfo>> {
         self.count(Op::Head);
+        let etag = self.etag(key);
         Ok(self.lock().get(key).map(|o| ObjectInfo {
-            etag: None,
+            etag,
             content_length: Some(o.body.len() as u64),
             content_encoding: o.content_encoding.clone(),
             meta: o.meta.clone(),
@@ -131,7 +159,12 @@ impl ObjectBackend for MemoryBackend {
             content_type: req.content_type.clone(),
         };
         self.lock().insert(key.to_string(), object);
-        Ok(PutOutcome { etag: None })
+        let etag = next_etag();
+        self.etags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), etag);
+        Ok(PutOutcome { etag: Some(etag) })
     }
 
     fn delete(&self, key: &str) -> BackendResult<()> {

@@ -78,6 +78,19 @@ impl BlockStore for Checked {
         self.part(block, offset, buf.len())?;
         checked_errno(self.inner.read_part(block, offset, buf))
     }
+    fn read_block_tagged(
+        &self,
+        block: BlockNum,
+        buf: &mut [u8],
+        expect: Option<crate::BlockTag>,
+    ) -> StoreResult<crate::TaggedRead> {
+        self.whole(block, buf.len())?;
+        checked_errno(self.inner.read_block_tagged(block, buf, expect))
+    }
+    fn write_block_tagged(&self, block: BlockNum, data: &[u8]) -> StoreResult<crate::BlockTag> {
+        self.whole(block, data.len())?;
+        checked_errno(self.inner.write_block_tagged(block, data))
+    }
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
         self.whole(block, data.len())?;
         checked_errno(self.inner.write_block(block, data))

@@ -11,14 +11,27 @@
 //! encoding (an all-zero block is never stored, encrypted or not). Encoding and decoding run on
 //! the thread that does the block's I/O, so a multi-block request encodes its blocks in parallel.
 
-use crate::backend::{DeleteFailure, GetOutcome, GetRequest, ObjectBackend, PutRequest};
+use crate::backend::{DeleteFailure, Etag, GetOutcome, GetRequest, ObjectBackend, PutRequest};
 use crate::codec::{BlockCodec, CodecError};
 use crate::format::keys::KeyFormat;
 use crate::format::{is_zero, meta};
 use crate::stats::{Counter, StatsReport};
-use crate::{BlockNum, BlockStore, Geometry, StoreError, StoreResult};
+use crate::{BlockNum, BlockStore, BlockTag, Geometry, StoreError, StoreResult, TaggedRead};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a GET of a block object found.
+enum Fetched {
+    /// No object.
+    Absent,
+    /// The object still has the tag the caller expected.
+    Unchanged,
+    /// An object; its decoded data (or why it does not decode) and its tag.
+    Found {
+        data: Result<Vec<u8>, CodecError>,
+        tag: BlockTag,
+    },
+}
 
 /// Keys per multi-object delete request (the S3 limit).
 pub const DELETE_BATCH: usize = 1000;
@@ -97,16 +110,35 @@ impl ObjectBlocks {
     /// Like [`ObjectBlocks::fetch`], with the codec's verdict kept typed (startup checks tell a
     /// wrong password from other damage).
     pub fn fetch_raw(&self, block: BlockNum) -> StoreResult<Option<Result<Vec<u8>, CodecError>>> {
+        Ok(match self.get_block(block, None)? {
+            Fetched::Absent | Fetched::Unchanged => None,
+            Fetched::Found { data, .. } => Some(data),
+        })
+    }
+
+    /// GETs a block object, conditionally when `expect` names what the caller already has.
+    fn get_block(&self, block: BlockNum, expect: Option<BlockTag>) -> StoreResult<Fetched> {
         let key = self.keys.block_key(block);
         let req = GetRequest {
             max_body: self.codec.max_encoded_len(),
             accept_encoding: Some(self.codec.accept_encoding()),
+            if_none_match: match expect {
+                Some(BlockTag::Etag(e)) => Some(Etag(e)),
+                _ => None,
+            },
             ..Default::default()
         };
         match self.backend.get(&key, &req)? {
             GetOutcome::NotFound => {
                 self.counters.zero_read.incr();
-                Ok(None)
+                Ok(if expect == Some(BlockTag::Absent) {
+                    Fetched::Unchanged
+                } else {
+                    Fetched::Absent
+                })
+            }
+            GetOutcome::NotModified if matches!(expect, Some(BlockTag::Etag(_))) => {
+                Ok(Fetched::Unchanged)
             }
             GetOutcome::NotModified => Err(StoreError::Corrupt {
                 block,
@@ -115,15 +147,56 @@ impl ObjectBlocks {
             GetOutcome::Found(data) => {
                 self.counters.normal_read.incr();
                 self.counters.bytes_read.add(data.body.len() as u64);
+                let tag = data.etag.map_or(BlockTag::Unknown, |e| BlockTag::Etag(e.0));
                 let hmac = meta::find(&data.meta, meta::META_HMAC).map(str::to_owned);
-                Ok(Some(self.codec.decode(
+                let decoded = self.codec.decode(
                     block,
                     data.body,
                     data.content_encoding.as_deref(),
                     hmac.as_deref(),
-                )))
+                );
+                Ok(Fetched::Found { data: decoded, tag })
             }
         }
+    }
+
+    fn put_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<BlockTag> {
+        self.check_writable()?;
+        let key = self.keys.block_key(block);
+        if is_zero(data) {
+            if block == 0 {
+                log::debug!(
+                    "block 0 is now all zeros: its object (and the size metadata on it) is deleted"
+                );
+            }
+            self.backend.delete(&key)?;
+            self.counters.zero_written.incr();
+            return Ok(BlockTag::Absent);
+        }
+        let encoded = self
+            .codec
+            .encode(block, data)
+            .map_err(|e| StoreError::Corrupt {
+                block,
+                detail: format!("encoding: {e}"),
+            })?;
+        let mut object_meta = if block == 0 {
+            meta::geometry_meta(self.geometry.block_size, self.geometry.size())
+        } else {
+            Vec::new()
+        };
+        if let Some(hmac) = encoded.hmac {
+            object_meta.push((meta::META_HMAC.to_string(), hmac));
+        }
+        let req = PutRequest {
+            content_type: Some(meta::BLOCK_CONTENT_TYPE.to_string()),
+            content_encoding: encoded.content_encoding,
+            meta: object_meta,
+        };
+        let out = self.backend.put(&key, &encoded.body, &req)?;
+        self.counters.normal_written.incr();
+        self.counters.bytes_written.add(encoded.body.len() as u64);
+        Ok(out.etag.map_or(BlockTag::Unknown, |e| BlockTag::Etag(e.0)))
     }
 
     fn check_writable(&self) -> StoreResult<()> {
@@ -271,42 +344,35 @@ impl BlockStore for ObjectBlocks {
     }
 
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
-        self.check_writable()?;
+        self.put_block(block, data).map(drop)
+    }
+
+    fn write_block_tagged(&self, block: BlockNum, data: &[u8]) -> StoreResult<BlockTag> {
+        self.put_block(block, data)
+    }
+
+    fn read_block_tagged(
+        &self,
+        block: BlockNum,
+        buf: &mut [u8],
+        expect: Option<BlockTag>,
+    ) -> StoreResult<TaggedRead> {
         let key = self.keys.block_key(block);
-        if is_zero(data) {
-            if block == 0 {
-                log::debug!(
-                    "block 0 is now all zeros: its object (and the size metadata on it) is deleted"
-                );
+        match self.get_block(block, expect)? {
+            Fetched::Unchanged => Ok(TaggedRead::Unchanged),
+            Fetched::Absent => {
+                buf.fill(0);
+                Ok(TaggedRead::Data(BlockTag::Absent))
             }
-            self.backend.delete(&key)?;
-            self.counters.zero_written.incr();
-            return Ok(());
+            Fetched::Found { data, tag } => {
+                let data = data.map_err(|e| StoreError::Corrupt {
+                    block,
+                    detail: format!("object {key}: {e}"),
+                })?;
+                buf.copy_from_slice(&data);
+                Ok(TaggedRead::Data(tag))
+            }
         }
-        let encoded = self
-            .codec
-            .encode(block, data)
-            .map_err(|e| StoreError::Corrupt {
-                block,
-                detail: format!("encoding: {e}"),
-            })?;
-        let mut object_meta = if block == 0 {
-            meta::geometry_meta(self.geometry.block_size, self.geometry.size())
-        } else {
-            Vec::new()
-        };
-        if let Some(hmac) = encoded.hmac {
-            object_meta.push((meta::META_HMAC.to_string(), hmac));
-        }
-        let req = PutRequest {
-            content_type: Some(meta::BLOCK_CONTENT_TYPE.to_string()),
-            content_encoding: encoded.content_encoding,
-            meta: object_meta,
-        };
-        self.backend.put(&key, &encoded.body, &req)?;
-        self.counters.normal_written.incr();
-        self.counters.bytes_written.add(encoded.body.len() as u64);
-        Ok(())
     }
 
     fn zero_blocks(&self, blocks: &[BlockNum]) -> StoreResult<()> {

@@ -312,11 +312,11 @@ impl BlockStore for ZeroMap {
         self.cancel.store(true, Ordering::Release);
         self.next.shutdown()?;
         let saver = self.saver.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(save) = saver {
-            if let Err(e) = save(&self.known_zero) {
-                // Not fatal: the next start just knows less.
-                log::warn!("cannot save the zero map: {e}");
-            }
+        // Not fatal: the next start just knows less.
+        if let Some(save) = saver
+            && let Err(e) = save(&self.known_zero)
+        {
+            log::warn!("cannot save the zero map: {e}");
         }
         Ok(())
     }

@@ -1,0 +1,884 @@
+//! The block cache: a write-back cache of whole blocks, in memory or in a cache file, with
+//! uploads in flush order.
+//!
+//! * Reads are served from the cache whenever it holds the block, dirty or being uploaded: a read
+//!   never waits for write-back. A miss is read from below into a free slot (evicting the least
+//!   recently used clean block, blocks below `--blockCacheNumProtected` last); when every slot
+//!   holds unwritten data the read bypasses the cache instead of waiting.
+//! * Writes go to a slot and return; `--blockCacheThreads` workers upload dirty blocks after
+//!   `--blockCacheWriteDelay`, in parallel, in flush order (see `state.rs`). A full cache makes
+//!   everything due at once rather than stalling; writers wait only until a slot is free, or while
+//!   `--blockCacheMaxDirty` blocks are dirty.
+//! * FLUSH closes the current epoch and, by default, returns once everything written before it
+//!   is in the object store. With `--blockCacheLocalFlush` (and a cache file), it returns once
+//!   the cache file is fsync'd; the uploads follow in the background, still in flush order.
+//! * With `--blockCacheFile`, data and a checksummed record per slot live in the file
+//!   (`cache_file.rs`); after a crash, dirty blocks are uploaded again (with
+//!   `--blockCacheRecoverDirtyBlocks`) and clean ones are checked against the bucket by ETag before
+//!   first use (unless `--blockCacheNoVerify`). Damaged slots are never used as data.
+//!
+//! Parameters: `--blockCacheSize`, `--blockCacheThreads`, `--blockCacheWriteDelay`,
+//! `--blockCacheTimeout`, `--blockCacheMaxDirty`, `--blockCacheSync`, `--blockCacheNumProtected`,
+//! `--blockCacheFile`, `--blockCacheRecoverDirtyBlocks`, `--blockCacheNoVerify`,
+//! `--blockCacheFileAdvise`, `--blockCacheLocalFlush`, `--readAhead`, `--readAheadTrigger`.
+
+pub mod cache_file;
+mod slots;
+mod state;
+
+use crate::format::is_zero;
+use crate::layer::{BlockTag, TaggedRead};
+use crate::stats::{Counter, StatsReport};
+use crate::{BlockNum, BlockStore, Geometry, StoreError, StoreResult};
+use cache_file::{Loaded, RecordKind, SlotRecord};
+use slots::Slots;
+use state::{ReadPlan, State, Upload, VState, Version, WritePlan};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Zero blocks written back per bulk delete (the S3 limit).
+const ZERO_BATCH: usize = 1000;
+/// Pause before retrying after a failed upload (the S3 client has already retried it).
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Longest a worker sleeps without looking for work.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// How the cache behaves (from the `--blockCache*` flags).
+#[derive(Clone, Debug)]
+pub struct CacheOptions {
+    /// Slots.
+    pub capacity: u32,
+    /// Upload workers.
+    pub threads: usize,
+    /// Longest a block stays dirty.
+    pub write_delay: Duration,
+    /// Longest a clean block stays cached unused.
+    pub timeout: Option<Duration>,
+    /// Writers wait while this many blocks are dirty.
+    pub max_dirty: Option<u32>,
+    /// Writes return only once uploaded.
+    pub sync: bool,
+    /// Blocks below this are evicted last.
+    pub num_protected: u32,
+    /// FLUSH is durable in the cache file (needs a cache file).
+    pub local_flush: bool,
+    /// Trust clean blocks loaded from the cache file.
+    pub no_verify: bool,
+    /// Blocks to read ahead of a sequential reader.
+    pub read_ahead: u32,
+    /// Sequential reads before read-ahead starts.
+    pub read_ahead_trigger: u32,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    read_hits: Counter,
+    read_misses: Counter,
+    write_hits: Counter,
+    write_misses: Counter,
+    verified: Counter,
+    mismatch: Counter,
+    uploads: Counter,
+    upload_errors: Counter,
+    read_aheads: Counter,
+}
+
+/// Sequential-read detection (s3backer's read-ahead rule).
+#[derive(Debug, Default)]
+struct ReadAhead {
+    last: Option<BlockNum>,
+    count: u32,
+    queued_through: Option<BlockNum>,
+}
+
+struct Inner {
+    next: Arc<dyn BlockStore>,
+    geometry: Geometry,
+    opts: CacheOptions,
+    state: Mutex<State>,
+    /// Something changed: a slot freed, an upload or fill finished.
+    changed: Condvar,
+    /// Work for the workers.
+    work: Condvar,
+    slots: Slots,
+    stopping: AtomicBool,
+    /// Errors of uploads that failed, with the epoch they belonged to (a FLUSH waiting for that
+    /// epoch reports them).
+    last_error: Mutex<Option<(u64, String)>>,
+    error_count: AtomicU64,
+    read_ahead: Mutex<ReadAhead>,
+    prefetch: Mutex<VecDeque<BlockNum>>,
+    counters: Counters,
+    initial_size: u32,
+}
+
+/// The cache layer (cheap to clone; workers share it).
+pub struct BlockCache {
+    inner: Arc<Inner>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io_error(what: &str, e: std::io::Error) -> StoreError {
+    StoreError::io(format!("block cache: {what}"), e)
+}
+
+impl BlockCache {
+    /// A cache over `next` with slots in memory.
+    pub fn in_memory(next: Arc<dyn BlockStore>, opts: CacheOptions) -> BlockCache {
+        let slots = Slots::memory(opts.capacity);
+        let state = State::new(opts.capacity, opts.num_protected);
+        Self::build(next, opts, slots, state, 0)
+    }
+
+    /// A cache over `next` in a cache file, with what it held when it was opened: dirty
+    /// versions are queued for upload (the caller checked `--blockCacheRecoverDirtyBlocks`),
+    /// clean ones kept for verification.
+    pub fn with_file(
+        next: Arc<dyn BlockStore>,
+        opts: CacheOptions,
+        loaded: Loaded,
+        advise: bool,
+    ) -> BlockCache {
+        let mut state = State::new(opts.capacity, opts.num_protected);
+        let now = Instant::now();
+        let mut used = 0;
+        for &(slot, rec) in &loaded.records {
+            let v = Version {
+                id: rec.seq,
+                slot,
+                epoch: rec.epoch,
+                state: if rec.kind == RecordKind::Dirty {
+                    VState::Dirty
+                } else {
+                    VState::Clean
+                },
+                zero: rec.zero,
+                tag: match (rec.zero, rec.etag) {
+                    (true, _) => BlockTag::Absent,
+                    (false, Some(e)) => BlockTag::Etag(e),
+                    (false, None) => BlockTag::Unknown,
+                },
+                due: now,
+                crc: rec.data_crc,
+                crc_unchecked: (!rec.zero).then_some(rec.data_crc),
+                verify: rec.kind == RecordKind::Clean && !opts.no_verify,
+                busy: false,
+            };
+            state.load(rec.block, v);
+            used += 1;
+        }
+        state.finish_load(now);
+        for &slot in &loaded.bad_records {
+            log::warn!(
+                "cache file {}: the record of slot {slot} is damaged; ignoring it",
+                loaded.file.path().display()
+            );
+        }
+        let slots = Slots::file(loaded.file, advise);
+        Self::build(next, opts, slots, state, used)
+    }
+
+    fn build(
+        next: Arc<dyn BlockStore>,
+        opts: CacheOptions,
+        slots: Slots,
+        state: State,
+        initial: u32,
+    ) -> BlockCache {
+        let geometry = next.geometry();
+        BlockCache {
+            inner: Arc::new(Inner {
+                next,
+                geometry,
+                opts,
+                state: Mutex::new(state),
+                changed: Condvar::new(),
+                work: Condvar::new(),
+                slots,
+                stopping: AtomicBool::new(false),
+                last_error: Mutex::new(None),
+                error_count: AtomicU64::new(0),
+                read_ahead: Mutex::new(ReadAhead::default()),
+                prefetch: Mutex::new(VecDeque::new()),
+                counters: Counters::default(),
+                initial_size: initial,
+            }),
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The cache file, when there is one.
+    pub fn cache_file(&self) -> Option<&cache_file::CacheFile> {
+        self.inner.slots.cache_file()
+    }
+
+    /// Starts the upload workers. Call once, after any fork.
+    pub fn start(&self) -> StoreResult<()> {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..self.inner.opts.threads.max(1) {
+            let inner = Arc::clone(&self.inner);
+            let handle = std::thread::Builder::new()
+                .name(format!("s3b-cache-{i}"))
+                .spawn(move || inner.worker())
+                .map_err(|e| {
+                    StoreError::Startup(format!("cannot start block cache threads: {e}"))
+                })?;
+            workers.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Dirty versions (dirty or uploading).
+    pub fn dirty_count(&self) -> usize {
+        lock(&self.inner.state).dirty
+    }
+}
+
+impl Inner {
+    fn record(&self, block: BlockNum, v: &Version, crc: u32) {
+        let kind = match v.state {
+            VState::Dirty | VState::Uploading => RecordKind::Dirty,
+            VState::Clean => RecordKind::Clean,
+            VState::Filling => return,
+        };
+        let rec = SlotRecord {
+            kind,
+            zero: v.zero,
+            block,
+            epoch: v.epoch,
+            seq: v.id,
+            etag: match v.tag {
+                BlockTag::Etag(e) => Some(e),
+                _ => None,
+            },
+            data_crc: if v.zero { 0 } else { crc },
+        };
+        if let Err(e) = self.slots.record(v.slot, &rec) {
+            log::warn!(
+                "block cache: cannot record slot {} in the cache file: {e}",
+                v.slot
+            );
+        }
+    }
+
+    fn free_slots(&self, slots: &[u32]) {
+        for &slot in slots {
+            if let Err(e) = self.slots.free(slot) {
+                log::warn!("block cache: cannot free slot {slot} in the cache file: {e}");
+            }
+        }
+    }
+
+    fn note_read(&self, block: BlockNum) {
+        let (ra, trigger) = (self.opts.read_ahead, self.opts.read_ahead_trigger);
+        if ra == 0 {
+            return;
+        }
+        let mut r = self.read_ahead.lock().unwrap_or_else(|e| e.into_inner());
+        match r.last {
+            Some(last) if block == last.wrapping_add(1) => r.count += 1,
+            Some(last) if block == last => {}
+            _ => {
+                r.count = 1;
+                r.queued_through = None;
+            }
+        }
+        r.last = Some(block);
+        if r.count < trigger.max(1) {
+            return;
+        }
+        let start = r.queued_through.map_or(block + 1, |q| q.max(block) + 1);
+        let end = block
+            .saturating_add(ra)
+            .min(self.geometry.num_blocks.saturating_sub(1));
+        if start > end {
+            return;
+        }
+        r.queued_through = Some(end);
+        drop(r);
+        self.prefetch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(start..=end);
+        self.work.notify_all();
+    }
+
+    /// One hit: copy out (checking a slot loaded from the cache file the first time). `false`
+    /// when the copy turned out damaged and was dropped: the caller reads again.
+    fn read_hit(
+        &self,
+        block: BlockNum,
+        slot: u32,
+        id: u64,
+        crc: Option<u32>,
+        verify: Option<BlockTag>,
+        buf: &mut [u8],
+    ) -> StoreResult<bool> {
+        if let Err(e) = self.slots.read(slot, buf, crc) {
+            let mut s = lock(&self.state);
+            s.unpin(block, Instant::now());
+            let dirty = s
+                .entries
+                .get(&block)
+                .and_then(|e| e.versions.iter().find(|v| v.id == id))
+                .is_some_and(|v| v.state != VState::Clean);
+            if dirty {
+                return Err(StoreError::Corrupt {
+                    block,
+                    detail: format!("its unflushed data in the cache file is damaged ({e})"),
+                });
+            }
+            // A damaged clean copy: forget it and read the block from below.
+            s.fill_failed(block, id);
+            drop(s);
+            self.changed.notify_all();
+            log::warn!(
+                "block cache: cached copy of block {block:08x} is damaged ({e}); reading it again"
+            );
+            return Ok(false);
+        }
+        let mut s = lock(&self.state);
+        s.mark_checked(block, slot, None);
+        s.unpin(block, Instant::now());
+        drop(s);
+        if let Some(tag) = verify {
+            self.verify(block, id, slot, tag, buf)?;
+        }
+        Ok(true)
+    }
+
+    /// Checks a clean block kept across a restart against the bucket (conditional GET by ETag);
+    /// if it changed behind our back, the bucket's data replaces the cached copy and is returned.
+    fn verify(
+        &self,
+        block: BlockNum,
+        id: u64,
+        slot: u32,
+        tag: BlockTag,
+        buf: &mut [u8],
+    ) -> StoreResult<()> {
+        let mut fresh = vec![0u8; buf.len()];
+        match self.next.read_block_tagged(block, &mut fresh, Some(tag))? {
+            TaggedRead::Unchanged => {
+                self.counters.verified.incr();
+                lock(&self.state).mark_checked(block, slot, Some(tag));
+            }
+            TaggedRead::Data(new_tag) => {
+                self.counters.mismatch.incr();
+                log::info!(
+                    "block cache: block {block:08x} changed in the bucket since it was cached; using the bucket's copy"
+                );
+                buf.copy_from_slice(&fresh);
+                if lock(&self.state).claim_for_refresh(block, id) {
+                    let zero = is_zero(&fresh);
+                    let crc = if zero {
+                        Ok(0)
+                    } else {
+                        self.slots.write(slot, &fresh)
+                    };
+                    let mut s = lock(&self.state);
+                    match crc {
+                        Ok(crc) => {
+                            let v = s.refreshed(block, id, new_tag, zero, crc);
+                            drop(s);
+                            if let Some(v) = v {
+                                self.record(block, &v, crc);
+                            }
+                        }
+                        Err(_) => {
+                            s.abandon_write(block, id);
+                        }
+                    }
+                    self.changed.notify_all();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&self, block: BlockNum, buf: &mut [u8]) -> StoreResult<()> {
+        loop {
+            let plan = {
+                let mut s = lock(&self.state);
+                loop {
+                    match s.plan_read(block, Instant::now()) {
+                        ReadPlan::Wait => {
+                            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner())
+                        }
+                        plan => break plan,
+                    }
+                }
+            };
+            match plan {
+                ReadPlan::Wait => continue,
+                ReadPlan::Zero => {
+                    self.counters.read_hits.incr();
+                    buf.fill(0);
+                    return Ok(());
+                }
+                ReadPlan::Hit {
+                    slot,
+                    id,
+                    crc,
+                    verify,
+                } => {
+                    if self.read_hit(block, slot, id, crc, verify, buf)? {
+                        self.counters.read_hits.incr();
+                        return Ok(());
+                    }
+                }
+                ReadPlan::Fill { slot, id } => {
+                    self.counters.read_misses.incr();
+                    return self.fill(block, slot, id, buf);
+                }
+                ReadPlan::Bypass => {
+                    self.counters.read_misses.incr();
+                    return self.next.read_block(block, buf);
+                }
+            }
+        }
+    }
+
+    /// Reads a miss from below into its slot.
+    fn fill(&self, block: BlockNum, slot: u32, id: u64, buf: &mut [u8]) -> StoreResult<()> {
+        let result = self.next.read_block_tagged(block, buf, None).and_then(|r| {
+            let tag = match r {
+                TaggedRead::Data(tag) => tag,
+                TaggedRead::Unchanged => BlockTag::Unknown,
+            };
+            let zero = tag == BlockTag::Absent || is_zero(buf);
+            let crc = if zero {
+                0
+            } else {
+                self.slots
+                    .write(slot, buf)
+                    .map_err(|e| io_error("writing a slot", e))?
+            };
+            Ok((tag, zero, crc))
+        });
+        let mut s = lock(&self.state);
+        match result {
+            Ok((tag, zero, crc)) => {
+                s.fill_done(block, id, tag, zero, crc, Instant::now());
+                let v = s
+                    .entries
+                    .get(&block)
+                    .and_then(|e| e.versions.iter().find(|v| v.id == id))
+                    .cloned();
+                drop(s);
+                self.changed.notify_all();
+                if let Some(v) = v {
+                    self.record(block, &v, crc);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                s.fill_failed(block, id);
+                drop(s);
+                self.changed.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits while `--blockCacheMaxDirty` blocks are dirty.
+    fn wait_for_dirty_room(&self) {
+        let Some(max) = self.opts.max_dirty else {
+            return;
+        };
+        let mut s = lock(&self.state);
+        while s.dirty >= max as usize && !self.stopping.load(Ordering::Acquire) {
+            s.pressure = true;
+            self.work.notify_all();
+            s = self
+                .changed
+                .wait_timeout(s, IDLE_WAIT)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn write(&self, block: BlockNum, data: Option<&[u8]>) -> StoreResult<()> {
+        self.wait_for_dirty_room();
+        let (slot, id, hit) = {
+            let mut s = lock(&self.state);
+            let hit = s.entries.contains_key(&block);
+            loop {
+                match s.plan_write(block, Instant::now()) {
+                    WritePlan::Slot { slot, id } => break (slot, id, hit),
+                    WritePlan::Wait => {
+                        // Everything held is unwritten data: let it all go out now, then retry.
+                        s.pressure = true;
+                        self.work.notify_all();
+                        s = self
+                            .changed
+                            .wait_timeout(s, IDLE_WAIT)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                }
+            }
+        };
+        if hit {
+            self.counters.write_hits.incr()
+        } else {
+            self.counters.write_misses.incr()
+        }
+        let zero = data.is_none_or(is_zero);
+        let crc = match data {
+            Some(d) if !zero => match self.slots.write(slot, d) {
+                Ok(crc) => crc,
+                Err(e) => {
+                    let freed = lock(&self.state).abandon_write(block, id);
+                    self.free_slots(&freed.into_iter().collect::<Vec<_>>());
+                    self.changed.notify_all();
+                    return Err(io_error("writing a slot", e));
+                }
+            },
+            _ => 0,
+        };
+        let now = Instant::now();
+        let v =
+            lock(&self.state).commit_write(block, id, zero, crc, now + self.opts.write_delay, now);
+        if let Some(v) = &v {
+            self.record(block, v, crc);
+        }
+        self.work.notify_all();
+        self.changed.notify_all();
+        if self.opts.sync {
+            return self.wait_until_clean(block, id);
+        }
+        Ok(())
+    }
+
+    /// `--blockCacheSync`: waits until version `id` of `block` is stored.
+    fn wait_until_clean(&self, block: BlockNum, id: u64) -> StoreResult<()> {
+        let errors_before = self.error_count.load(Ordering::Acquire);
+        let mut s = lock(&self.state);
+        s.urgent_through = s.urgent_through.max(s.open_epoch);
+        self.work.notify_all();
+        loop {
+            let pending = s
+                .entries
+                .get(&block)
+                .and_then(|e| e.versions.iter().find(|v| v.id == id))
+                .is_some_and(|v| v.state != VState::Clean);
+            if !pending {
+                return Ok(());
+            }
+            if self.error_count.load(Ordering::Acquire) != errors_before {
+                return Err(self.writeback_error());
+            }
+            s = self
+                .changed
+                .wait_timeout(s, IDLE_WAIT)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn writeback_error(&self) -> StoreError {
+        let msg = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| "upload failed".into());
+        StoreError::Writeback(msg)
+    }
+
+    /// FLUSH: every write acknowledged before it is durable when this returns.
+    fn flush(&self, to_store: bool) -> StoreResult<()> {
+        let errors_before = self.error_count.load(Ordering::Acquire);
+        let mut s = lock(&self.state);
+        let target = s.close_epoch();
+        if self.opts.local_flush && !to_store {
+            drop(s);
+            return self
+                .slots
+                .sync()
+                .map_err(|e| io_error("fsync of the cache file", e));
+        }
+        s.urgent_through = s.urgent_through.max(target);
+        self.work.notify_all();
+        while !s.epochs_done_through(target) {
+            if self.error_count.load(Ordering::Acquire) != errors_before {
+                // The data stays dirty and is retried; this FLUSH reports the failure.
+                return Err(self.writeback_error());
+            }
+            s = self
+                .changed
+                .wait_timeout(s, IDLE_WAIT)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(s);
+        self.next.flush()
+    }
+
+    fn worker(&self) {
+        loop {
+            let job = {
+                let mut s = lock(&self.state);
+                loop {
+                    if self.stopping.load(Ordering::Acquire) && s.dirty == 0 {
+                        return;
+                    }
+                    if s.dirty == 0 {
+                        s.pressure = false;
+                    }
+                    match s.next_uploads(Instant::now(), ZERO_BATCH) {
+                        Ok(ups) => break Some(ups),
+                        Err(next_due) => {
+                            let prefetch = self
+                                .prefetch
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .pop_front();
+                            if let Some(b) = prefetch {
+                                drop(s);
+                                self.prefetch_block(b);
+                                break None;
+                            }
+                            if let Some(timeout) = self.opts.timeout {
+                                let freed = s.evict_idle(
+                                    Instant::now()
+                                        .checked_sub(timeout)
+                                        .unwrap_or_else(Instant::now),
+                                );
+                                if !freed.is_empty() {
+                                    drop(s);
+                                    self.free_slots(&freed);
+                                    self.changed.notify_all();
+                                    break None;
+                                }
+                            }
+                            let wait = next_due
+                                .map(|t| t.saturating_duration_since(Instant::now()))
+                                .unwrap_or(IDLE_WAIT)
+                                .min(IDLE_WAIT)
+                                .max(Duration::from_millis(1));
+                            s = self
+                                .work
+                                .wait_timeout(s, wait)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                    }
+                }
+            };
+            if let Some(ups) = job {
+                self.upload(ups);
+            }
+        }
+    }
+
+    fn prefetch_block(&self, block: BlockNum) {
+        let plan = lock(&self.state).plan_read(block, Instant::now());
+        match plan {
+            ReadPlan::Fill { slot, id } => {
+                let mut buf = vec![0u8; self.geometry.block_size as usize];
+                if self.fill(block, slot, id, &mut buf).is_ok() {
+                    self.counters.read_aheads.incr();
+                }
+            }
+            ReadPlan::Hit { .. } => lock(&self.state).unpin(block, Instant::now()),
+            _ => {}
+        }
+    }
+
+    fn upload(&self, ups: Vec<Upload>) {
+        let result: Result<Vec<BlockTag>, String> = if ups[0].zero {
+            let blocks: Vec<BlockNum> = ups.iter().map(|u| u.block).collect();
+            self.next
+                .zero_blocks(&blocks)
+                .map(|()| vec![BlockTag::Absent; ups.len()])
+                .map_err(|e| e.to_string())
+        } else {
+            let u = &ups[0];
+            let mut buf = vec![0u8; self.geometry.block_size as usize];
+            let crc = lock(&self.state)
+                .entries
+                .get(&u.block)
+                .and_then(|e| e.versions.iter().find(|v| v.id == u.id))
+                .and_then(|v| v.crc_unchecked);
+            match self.slots.read(u.slot, &mut buf, crc) {
+                Ok(()) => self
+                    .next
+                    .write_block_tagged(u.block, &buf)
+                    .map(|t| vec![t])
+                    .map_err(|e| e.to_string()),
+                Err(e) => {
+                    // Recovered dirty data that fails its checksum cannot be uploaded: it is
+                    // lost, and saying so loudly is all that is left to do.
+                    log::error!(
+                        "block cache: the unflushed data of block {:08x} in the cache file is damaged ({e}); it is lost",
+                        u.block
+                    );
+                    Ok(vec![BlockTag::Unknown])
+                }
+            }
+        };
+        let now = Instant::now();
+        let mut freed = Vec::new();
+        let mut records = Vec::new();
+        {
+            let mut s = lock(&self.state);
+            match &result {
+                Ok(tags) => {
+                    for (u, tag) in ups.iter().zip(tags) {
+                        let (f, v) = s.finish_upload(u, Ok(*tag), now);
+                        freed.extend(f);
+                        if let Some(v) = v {
+                            records.push((u.block, v));
+                        }
+                        self.counters.uploads.incr();
+                    }
+                }
+                Err(msg) => {
+                    for u in &ups {
+                        s.finish_upload(u, Err(()), now);
+                    }
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((ups[0].epoch, msg.clone()));
+                    self.error_count.fetch_add(1, Ordering::AcqRel);
+                    self.counters.upload_errors.incr();
+                }
+            }
+        }
+        self.changed.notify_all();
+        self.work.notify_all();
+        self.free_slots(&freed);
+        for (block, v) in records {
+            self.record(block, &v, v.crc);
+        }
+        if let Err(msg) = result {
+            log::warn!(
+                "block cache: upload of block {:08x} failed, will retry: {msg}",
+                ups[0].block
+            );
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+}
+
+impl BlockStore for BlockCache {
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry
+    }
+
+    fn read_block(&self, block: BlockNum, buf: &mut [u8]) -> StoreResult<()> {
+        self.inner.note_read(block);
+        self.inner.read(block, buf)
+    }
+
+    fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
+        self.inner.write(block, Some(data))
+    }
+
+    fn zero_blocks(&self, blocks: &[BlockNum]) -> StoreResult<()> {
+        blocks.iter().try_for_each(|&b| self.inner.write(b, None))
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        self.inner.flush(false)
+    }
+
+    fn survey(&self, threads: usize, report: &(dyn Fn(BlockNum) + Sync)) -> StoreResult<()> {
+        let held = lock(&self.inner.state).nonzero_blocks();
+        held.into_iter().for_each(report);
+        self.inner.next.survey(threads, report)
+    }
+
+    fn report_stats(&self, out: &mut StatsReport) {
+        self.inner.next.report_stats(out);
+        let (used, dirty, capacity) = {
+            let s = lock(&self.inner.state);
+            (s.used(), s.dirty, s.capacity())
+        };
+        let c = &self.inner.counters;
+        out.line("block_cache_current_size", format!("{used} blocks"));
+        out.line(
+            "block_cache_initial_size",
+            format!("{} blocks", self.inner.initial_size),
+        );
+        out.ratio("block_cache_dirty_ratio", dirty as u64, u64::from(capacity));
+        out.line("block_cache_read_hits", c.read_hits.get());
+        out.line("block_cache_read_misses", c.read_misses.get());
+        out.ratio(
+            "block_cache_read_hit_ratio",
+            c.read_hits.get(),
+            c.read_hits.get() + c.read_misses.get(),
+        );
+        out.line("block_cache_write_hits", c.write_hits.get());
+        out.line("block_cache_write_misses", c.write_misses.get());
+        out.ratio(
+            "block_cache_write_hit_ratio",
+            c.write_hits.get(),
+            c.write_hits.get() + c.write_misses.get(),
+        );
+        out.line("block_cache_verified", c.verified.get());
+        out.line("block_cache_mismatch", c.mismatch.get());
+        out.line("block_cache_dirty_blocks", dirty);
+        out.line("block_cache_uploads", c.uploads.get());
+        out.line("block_cache_upload_errors", c.upload_errors.get());
+        out.line("block_cache_read_aheads", c.read_aheads.get());
+    }
+
+    fn reset_stats(&self) {
+        let c = &self.inner.counters;
+        for counter in [
+            &c.read_hits,
+            &c.read_misses,
+            &c.write_hits,
+            &c.write_misses,
+            &c.verified,
+            &c.mismatch,
+            &c.uploads,
+            &c.upload_errors,
+            &c.read_aheads,
+        ] {
+            counter.reset();
+        }
+        self.inner.next.reset_stats();
+    }
+
+    /// Uploads everything (whatever the durability mode), stops the workers, marks the cache
+    /// file clean, then shuts the layer below down.
+    fn shutdown(&self) -> StoreResult<()> {
+        loop {
+            match self.inner.flush(true) {
+                Ok(()) => break,
+                Err(e) => {
+                    // Data is never dropped at shutdown: keep trying, and say so.
+                    log::error!(
+                        "block cache: cannot write back dirty blocks at shutdown, retrying: {e}"
+                    );
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+            }
+        }
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.work.notify_all();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in workers {
+            let _ = w.join();
+        }
+        if let Some(file) = self.inner.slots.cache_file() {
+            file.write_header(0, true)
+                .and_then(|()| file.sync())
+                .map_err(|e| io_error("closing the cache file", e))?;
+        }
+        self.inner.next.shutdown()
+    }
+}
+
+#[cfg(test)]
+mod tests;

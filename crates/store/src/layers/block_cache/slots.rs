@@ -1,0 +1,144 @@
+//! Where the cached data lives: numbered slots in memory, or in the cache file.
+//!
+//! Each slot has its own reader/writer lock, so a reader never sees a half-written block and
+//! copies happen outside the cache's main lock. Memory slots are allocated on first use, so a
+//! large `--blockCacheSize` costs memory only as the cache fills.
+
+use super::cache_file::{CacheFile, SlotRecord};
+use std::sync::RwLock;
+
+/// The slot storage.
+pub(crate) enum Slots {
+    /// In memory.
+    Memory {
+        bufs: Box<[RwLock<Option<Box<[u8]>>>]>,
+    },
+    /// In the cache file (`--blockCacheFile`).
+    File {
+        file: CacheFile,
+        locks: Box<[RwLock<()>]>,
+        advise: bool,
+    },
+}
+
+impl Slots {
+    pub fn memory(count: u32) -> Slots {
+        Slots::Memory {
+            bufs: (0..count).map(|_| RwLock::new(None)).collect(),
+        }
+    }
+
+    pub fn file(file: CacheFile, advise: bool) -> Slots {
+        let count = file.slot_count();
+        Slots::File {
+            file,
+            locks: (0..count).map(|_| RwLock::new(())).collect(),
+            advise,
+        }
+    }
+
+    /// The cache file, when there is one.
+    pub fn cache_file(&self) -> Option<&CacheFile> {
+        match self {
+            Slots::Memory { .. } => None,
+            Slots::File { file, .. } => Some(file),
+        }
+    }
+
+    /// Stores a block in a slot; returns the data's CRC (file slots; 0 in memory).
+    pub fn write(&self, slot: u32, data: &[u8]) -> std::io::Result<u32> {
+        match self {
+            Slots::Memory { bufs } => {
+                let mut b = bufs[slot as usize]
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                match b.as_mut() {
+                    Some(buf) if buf.len() == data.len() => buf.copy_from_slice(data),
+                    _ => *b = Some(data.into()),
+                }
+                Ok(0)
+            }
+            Slots::File {
+                file,
+                locks,
+                advise,
+            } => {
+                let _w = locks[slot as usize]
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                let crc = file.write_data(slot, data)?;
+                if *advise {
+                    file.advise_dontneed(slot);
+                }
+                Ok(crc)
+            }
+        }
+    }
+
+    /// Copies a slot out; `expect_crc` checks data loaded from the cache file.
+    pub fn read(&self, slot: u32, buf: &mut [u8], expect_crc: Option<u32>) -> std::io::Result<()> {
+        match self {
+            Slots::Memory { bufs } => {
+                let b = bufs[slot as usize]
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                match b.as_ref() {
+                    Some(data) if data.len() == buf.len() => {
+                        buf.copy_from_slice(data);
+                        Ok(())
+                    }
+                    _ => Err(std::io::Error::other(format!(
+                        "cache slot {slot} holds no data"
+                    ))),
+                }
+            }
+            Slots::File {
+                file,
+                locks,
+                advise,
+            } => {
+                let _r = locks[slot as usize]
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                file.read_data(slot, buf, expect_crc)?;
+                if *advise {
+                    file.advise_dontneed(slot);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Records what a slot holds (cache file only).
+    pub fn record(&self, slot: u32, record: &SlotRecord) -> std::io::Result<()> {
+        match self {
+            Slots::Memory { .. } => Ok(()),
+            Slots::File { file, .. } => file.write_record(slot, record),
+        }
+    }
+
+    /// A slot is free again: drop its data.
+    pub fn free(&self, slot: u32) -> std::io::Result<()> {
+        match self {
+            Slots::Memory { bufs } => {
+                *bufs[slot as usize]
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+                Ok(())
+            }
+            Slots::File { file, .. } => {
+                file.write_record(slot, &SlotRecord::FREE)?;
+                file.punch(slot);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes everything written so far durable (cache file: fdatasync).
+    pub fn sync(&self) -> std::io::Result<()> {
+        match self {
+            Slots::Memory { .. } => Ok(()),
+            Slots::File { file, .. } => file.sync(),
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! Block cache behaviour against the in-memory backend, whose call counters show what reached
+//! the "bucket": hits never do, write-back waits for its delay, FLUSH pushes and waits,
+//! back-pressure, flush order under a slow backend, crash recovery from the cache file.
+
+use super::cache_file::{CacheFile, FileHeader, identity_of};
+use super::*;
+use crate::backend::ObjectBackend;
+use crate::backend::memory::{MemoryBackend, Op};
+use crate::format::keys::KeyFormat;
+use crate::layers::ObjectBlocks;
+use std::path::PathBuf;
+
+const BS: u32 = 512;
+
+fn opts(capacity: u32) -> CacheOptions {
+    CacheOptions {
+        capacity,
+        threads: 4,
+        write_delay: Duration::from_millis(250),
+        timeout: None,
+        max_dirty: None,
+        sync: false,
+        num_protected: 0,
+        local_flush: false,
+        no_verify: false,
+        read_ahead: 0,
+        read_ahead_trigger: 0,
+    }
+}
+
+fn objects(mem: &Arc<MemoryBackend>, blocks: u32) -> Arc<dyn BlockStore> {
+    let keys = KeyFormat {
+        prefix: String::new(),
+        hashed: false,
+    };
+    let backend: Arc<dyn ObjectBackend> = mem.clone();
+    Arc::new(ObjectBlocks::new(
+        backend,
+        keys,
+        Geometry {
+            block_size: BS,
+            num_blocks: blocks,
+        },
+        false,
+    ))
+}
+
+fn cache(mem: &Arc<MemoryBackend>, o: CacheOptions) -> BlockCache {
+    let c = BlockCache::in_memory(objects(mem, 64), o);
+    c.start().expect("start");
+    c
+}
+
+fn block(fill: u8) -> Vec<u8> {
+    vec![fill; BS as usize]
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn read_hits_never_touch_the_store() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = cache(&mem, opts(16));
+    c.write_block(1, &block(7)).expect("write");
+    c.flush().expect("flush");
+    let mut buf = block(0);
+    c.read_block(2, &mut buf).expect("miss");
+    mem.reset_counts();
+    for _ in 0..10 {
+        c.read_block(1, &mut buf).expect("hit");
+        assert_eq!(buf, block(7));
+        c.read_block(2, &mut buf).expect("hit");
+        assert_eq!(buf, block(0));
+    }
+    assert_eq!(mem.calls(Op::Get), 0);
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn write_back_waits_for_the_delay_and_flush_pushes_it_out() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(30),
+            ..opts(16)
+        },
+    );
+    c.write_block(3, &block(1)).expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(mem.calls(Op::Put), 0, "not due for 30 s");
+    c.flush().expect("flush");
+    assert_eq!(mem.calls(Op::Put), 1, "FLUSH returns once it is stored");
+    assert!(mem.object("00000003").is_some());
+
+    let quick = cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_millis(50),
+            ..opts(16)
+        },
+    );
+    quick.write_block(4, &block(2)).expect("write");
+    wait_for("the delayed upload", || mem.object("00000004").is_some());
+    quick.shutdown().expect("shutdown");
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn rewrites_before_the_upload_cost_one_put() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(30),
+            ..opts(16)
+        },
+    );
+    for i in 0..20 {
+        c.write_block(5, &block(i)).expect("write");
+    }
+    c.flush().expect("flush");
+    assert_eq!(mem.calls(Op::Put), 1);
+    assert_eq!(mem.object("00000005").map(|o| o.body), Some(block(19)));
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn a_full_cache_writes_out_early_instead_of_failing() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(60),
+            ..opts(4)
+        },
+    );
+    for b in 0..40 {
+        c.write_block(b, &block(b as u8 + 1)).expect("write");
+    }
+    c.flush().expect("flush");
+    for b in 0..40u32 {
+        assert_eq!(
+            mem.object(&format!("{b:08x}")).map(|o| o.body),
+            Some(block(b as u8 + 1)),
+            "block {b}"
+        );
+    }
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn max_dirty_bounds_unwritten_blocks() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = Arc::new(cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(60),
+            max_dirty: Some(2),
+            ..opts(32)
+        },
+    ));
+    for b in 0..10 {
+        c.write_block(b, &block(9)).expect("write");
+        assert!(c.dirty_count() <= 3, "dirty {}", c.dirty_count());
+    }
+    assert!(
+        mem.calls(Op::Put) >= 7,
+        "writers waited for uploads: {} PUTs",
+        mem.calls(Op::Put)
+    );
+    c.shutdown().expect("shutdown");
+}
+
+#[test]
+fn zero_writes_become_bulk_deletes() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(60),
+            ..opts(64)
+        },
+    );
+    for b in 0..50 {
+        c.write_block(b, &block(1)).expect("write");
+    }
+    c.flush().expect("flush");
+    mem.reset_counts();
+    let all: Vec<u32> = (0..50).collect();
+    c.zero_blocks(&all).expect("zero");
+    let mut buf = block(5);
+    c.read_block(10, &mut buf).expect("read");
+    assert_eq!(buf, block(0), "zeros at once, before any delete");
+    c.flush().expect("flush");
+    assert!(mem.keys().is_empty());
+    assert!(
+        mem.calls(Op::DeleteMany) <= 4,
+        "{} bulk deletes",
+        mem.calls(Op::DeleteMany)
+    );
+    c.shutdown().expect("shutdown");
+}
+
+/// A backend whose PUTs take a while and that records the order in which objects appear.
+struct SlowRecording {
+    inner: MemoryBackend,
+    order: Mutex<Vec<String>>,
+}
+
+impl ObjectBackend for SlowRecording {
+    fn caps(&self) -> crate::backend::BackendCaps {
+        self.inner.caps()
+    }
+    fn description(&self, p: &str) -> String {
+        self.inner.description(p)
+    }
+    fn get(
+        &self,
+        k: &str,
+        r: &crate::backend::GetRequest,
+    ) -> crate::backend::BackendResult<crate::backend::GetOutcome> {
+        self.inner.get(k, r)
+    }
+    fn head(
+        &self,
+        k: &str,
+        p: bool,
+    ) -> crate::backend::BackendResult<Option<crate::backend::ObjectInfo>> {
+        self.inner.head(k, p)
+    }
+    fn put(
+        &self,
+        k: &str,
+        b: &[u8],
+        r: &crate::backend::PutRequest,
+    ) -> crate::backend::BackendResult<crate::backend::PutOutcome> {
+        // Vary the time so that a careless pipeline would reorder.
+        let jitter = (b[0] as u64 * 7) % 11;
+        std::thread::sleep(Duration::from_millis(2 + jitter));
+        let out = self.inner.put(k, b, r)?;
+        self.order
+            .lock()
+            .expect("lock")
+            .push(format!("{k}={}", b[0]));
+        Ok(out)
+    }
+    fn delete(&self, k: &str) -> crate::backend::BackendResult<()> {
+        self.inner.delete(k)
+    }
+    fn delete_many(
+        &self,
+        k: &[String],
+    ) -> crate::backend::BackendResult<Vec<crate::backend::DeleteFailure>> {
+        self.inner.delete_many(k)
+    }
+    fn list(
+        &self,
+        p: &str,
+        m: &str,
+        n: u32,
+    ) -> crate::backend::BackendResult<crate::backend::ListPage> {
+        self.inner.list(p, m, n)
+    }
+}
+
+#[test]
+fn uploads_keep_flush_order_even_when_flush_does_not_wait() {
+    // Local-flush semantics (FLUSH does not wait for uploads), with a backend slow enough that
+    // several epochs are in the pipeline at once: the objects must still appear epoch by epoch.
+    let slow = Arc::new(SlowRecording {
+        inner: MemoryBackend::new(),
+        order: Mutex::new(Vec::new()),
+    });
+    let keys = KeyFormat {
+        prefix: String::new(),
+        hashed: false,
+    };
+    let backend: Arc<dyn ObjectBackend> = slow.clone();
+    let objs: Arc<dyn BlockStore> = Arc::new(ObjectBlocks::new(
+        backend,
+        keys,
+        Geometry {
+            block_size: BS,
+            num_blocks: 64,
+        },
+        false,
+    ));
+    let c = BlockCache::in_memory(
+        objs,
+        CacheOptions {
+            write_delay: Duration::ZERO,
+            local_flush: true,
+            threads: 8,
+            ..opts(64)
+        },
+    );
+    c.start().expect("start");
+    // Epoch e writes value e into blocks e*3 .. e*3+3, and rewrites block 0 with e.
+    for epoch in 1..=8u8 {
+        for b in 0..3u32 {
+            c.write_block(u32::from(epoch) * 3 + b, &block(epoch))
+                .expect("write");
+        }
+        c.write_block(0, &block(epoch)).expect("write");
+        c.flush().expect("flush");
+    }
+    c.shutdown().expect("shutdown");
+    let order = slow.order.lock().expect("lock").clone();
+    let epochs: Vec<u8> = order
+        .iter()
+        .filter_map(|s| s.split('=').nth(1)?.parse().ok())
+        .collect();
+    assert!(
+        epochs.windows(2).all(|w| w[0] <= w[1]),
+        "uploads out of flush order: {order:?}"
+    );
+    // Block 0 went up once per epoch (copy on write kept each epoch's version).
+    assert_eq!(
+        order.iter().filter(|s| s.starts_with("00000000=")).count(),
+        8,
+        "{order:?}"
+    );
+}
+
+fn temp_file(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "s3b-cache-{tag}-{}-{:08x}",
+        std::process::id(),
+        crate::rand::random_u32()
+    ))
+}
+
+fn header(slots: u32) -> FileHeader {
+    FileHeader {
+        block_size: BS,
+        slot_count: slots,
+        num_blocks: 64,
+        identity: identity_of("bucket", ""),
+        mount_token: 0,
+        clean_shutdown: false,
+    }
+}
+
+#[test]
+fn dirty_blocks_survive_a_crash_in_the_cache_file() {
+    let mem = Arc::new(MemoryBackend::new());
+    let path = temp_file("crash");
+    {
+        let loaded = CacheFile::open_or_create(&path, &header(16)).expect("create");
+        let c = BlockCache::with_file(
+            objects(&mem, 64),
+            CacheOptions {
+                write_delay: Duration::from_secs(3600),
+                local_flush: true,
+                ..opts(16)
+            },
+            loaded,
+            false,
+        );
+        c.start().expect("start");
+        c.write_block(1, &block(11)).expect("write");
+        c.write_block(2, &block(12)).expect("write");
+        c.flush().expect("local flush: fsync only");
+        c.write_block(1, &block(13)).expect("write after the flush");
+        assert_eq!(mem.calls(Op::Put), 0);
+        // A crash: no shutdown, the workers just vanish with the process (here: they idle).
+        std::mem::forget(c);
+    }
+    let loaded = CacheFile::open_or_create(&path, &header(16)).expect("reopen");
+    let dirty: Vec<(u32, u64)> = loaded
+        .records
+        .iter()
+        .filter(|(_, r)| r.kind == RecordKind::Dirty)
+        .map(|(_, r)| (r.block, r.epoch))
+        .collect();
+    assert_eq!(
+        dirty.len(),
+        3,
+        "two versions of block 1 (one per epoch) and block 2: {dirty:?}"
+    );
+    let c = BlockCache::with_file(objects(&mem, 64), opts(16), loaded, false);
+    c.start().expect("start");
+    let mut buf = block(0);
+    c.read_block(1, &mut buf).expect("read");
+    assert_eq!(buf, block(13), "the newest version is what reads see");
+    c.flush().expect("flush");
+    assert_eq!(mem.object("00000001").map(|o| o.body), Some(block(13)));
+    assert_eq!(mem.object("00000002").map(|o| o.body), Some(block(12)));
+    c.shutdown().expect("shutdown");
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn verification_catches_a_block_changed_behind_our_back() {
+    let mem = Arc::new(MemoryBackend::new());
+    let path = temp_file("verify");
+    {
+        let loaded = CacheFile::open_or_create(&path, &header(16)).expect("create");
+        let c = BlockCache::with_file(objects(&mem, 64), opts(16), loaded, false);
+        c.start().expect("start");
+        c.write_block(4, &block(4)).expect("write");
+        c.write_block(5, &block(5)).expect("write");
+        c.shutdown().expect("clean shutdown");
+    }
+    // Another writer changes block 5 while we are not running.
+    let objs = objects(&mem, 64);
+    objs.write_block(5, &block(55)).expect("foreign write");
+    mem.reset_counts();
+    let loaded = CacheFile::open_or_create(&path, &header(16)).expect("reopen");
+    assert!(loaded.header.clean_shutdown);
+    let c = BlockCache::with_file(objects(&mem, 64), opts(16), loaded, false);
+    c.start().expect("start");
+    let mut buf = block(0);
+    c.read_block(4, &mut buf).expect("read");
+    assert_eq!(buf, block(4));
+    c.read_block(5, &mut buf).expect("read");
+    assert_eq!(buf, block(55), "the changed block is read from the bucket");
+    assert_eq!(mem.calls(Op::Get), 2, "one conditional GET each");
+    c.read_block(4, &mut buf).expect("read");
+    c.read_block(5, &mut buf).expect("read");
+    assert_eq!(mem.calls(Op::Get), 2, "verified once, then plain hits");
+    let mut report = StatsReport::new();
+    c.report_stats(&mut report);
+    let text = report.into_text();
+    assert!(
+        text.contains("block_cache_verified         1\n")
+            && text.contains("block_cache_mismatch         1\n"),
+        "{text}"
+    );
+    c.shutdown().expect("shutdown");
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn a_damaged_clean_slot_is_read_again_not_used() {
+    let mem = Arc::new(MemoryBackend::new());
+    let path = temp_file("damage");
+    {
+        let loaded = CacheFile::open_or_create(&path, &header(16)).expect("create");
+        let c = BlockCache::with_file(objects(&mem, 64), opts(16), loaded, false);
+        c.start().expect("start");
+        c.write_block(6, &block(6)).expect("write");
+        c.shutdown().expect("clean shutdown");
+    }
+    let loaded = CacheFile::open_or_create(&path, &header(16)).expect("reopen");
+    let slot = loaded
+        .records
+        .iter()
+        .find(|(_, r)| r.block == 6)
+        .map(|(s, _)| *s)
+        .expect("slot");
+    // Flip a byte of the slot's data on disk.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open");
+        let data_offset = (4096 + 64 * 16u64).div_ceil(4096) * 4096;
+        f.write_at(&[0x99], data_offset + u64::from(slot) * u64::from(BS) + 3)
+            .expect("damage");
+    }
+    let c = BlockCache::with_file(
+        objects(&mem, 64),
+        CacheOptions {
+            no_verify: true,
+            ..opts(16)
+        },
+        loaded,
+        false,
+    );
+    c.start().expect("start");
+    let mut buf = block(0);
+    c.read_block(6, &mut buf).expect("read");
+    assert_eq!(buf, block(6), "the damaged copy is never returned");
+    c.shutdown().expect("shutdown");
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn read_ahead_fetches_the_next_blocks() {
+    let mem = Arc::new(MemoryBackend::new());
+    let objs = objects(&mem, 64);
+    for b in 0..16 {
+        objs.write_block(b, &block(b as u8 + 1)).expect("seed");
+    }
+    let c = cache(
+        &mem,
+        CacheOptions {
+            read_ahead: 4,
+            read_ahead_trigger: 2,
+            ..opts(32)
+        },
+    );
+    let mut buf = block(0);
+    c.read_block(0, &mut buf).expect("read");
+    c.read_block(1, &mut buf).expect("read");
+    wait_for("read-ahead", || {
+        let mut r = StatsReport::new();
+        c.report_stats(&mut r);
+        r.into_text().contains("block_cache_read_aheads      4\n")
+    });
+    c.reset_stats();
+    for b in 2..6 {
+        c.read_block(b, &mut buf).expect("read");
+        assert_eq!(buf, block(b as u8 + 1));
+    }
+    // (These reads trigger read-ahead of the blocks after them, which is not what is counted.)
+    let mut r = StatsReport::new();
+    c.report_stats(&mut r);
+    let text = r.into_text();
+    assert!(
+        text.contains("block_cache_read_hits        4\n"),
+        "already read ahead:\n{text}"
+    );
+    c.shutdown().expect("shutdown");
+}
