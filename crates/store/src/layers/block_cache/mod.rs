@@ -267,12 +267,19 @@ impl Inner {
         }
     }
 
+    /// Clears dropped versions' slots, then makes them free (in that order: see
+    /// `State::release_slot`).
     fn free_slots(&self, slots: &[u32]) {
+        if slots.is_empty() {
+            return;
+        }
         for &slot in slots {
             if let Err(e) = self.slots.free(slot) {
                 log::warn!("block cache: cannot free slot {slot} in the cache file: {e}");
             }
         }
+        lock(&self.state).return_slots(slots);
+        self.changed.notify_all();
     }
 
     fn note_read(&self, block: BlockNum) {
@@ -335,8 +342,9 @@ impl Inner {
                 });
             }
             // A damaged clean copy: forget it and read the block from below.
-            s.fill_failed(block, id);
+            let freed = s.fill_failed(block, id);
             drop(s);
+            self.free_slots(&freed.into_iter().collect::<Vec<_>>());
             self.changed.notify_all();
             log::warn!(
                 "block cache: cached copy of block {block:08x} is damaged ({e}); reading it again"
@@ -385,14 +393,17 @@ impl Inner {
                     let mut s = lock(&self.state);
                     match crc {
                         Ok(crc) => {
-                            let v = s.refreshed(block, id, new_tag, zero, crc);
-                            drop(s);
-                            if let Some(v) = v {
+                            // Records are written under the state lock, in the order of the
+                            // state changes they describe (a late record must never overwrite a
+                            // newer one: see the crash tests).
+                            if let Some(v) = s.refreshed(block, id, new_tag, zero, crc) {
                                 self.record(block, &v, crc);
                             }
                         }
                         Err(_) => {
-                            s.abandon_write(block, id);
+                            let freed = s.abandon_write(block, id);
+                            drop(s);
+                            self.free_slots(&freed.into_iter().collect::<Vec<_>>());
                         }
                     }
                     self.changed.notify_all();
@@ -471,16 +482,17 @@ impl Inner {
                     .get(&block)
                     .and_then(|e| e.versions.iter().find(|v| v.id == id))
                     .cloned();
-                drop(s);
-                self.changed.notify_all();
                 if let Some(v) = v {
                     self.record(block, &v, crc);
                 }
+                drop(s);
+                self.changed.notify_all();
                 Ok(())
             }
             Err(e) => {
-                s.fill_failed(block, id);
+                let freed = s.fill_failed(block, id);
                 drop(s);
+                self.free_slots(&freed.into_iter().collect::<Vec<_>>());
                 self.changed.notify_all();
                 Err(e)
             }
@@ -544,10 +556,12 @@ impl Inner {
             _ => 0,
         };
         let now = Instant::now();
-        let v =
-            lock(&self.state).commit_write(block, id, zero, crc, now + self.opts.write_delay, now);
-        if let Some(v) = &v {
-            self.record(block, v, crc);
+        {
+            let mut s = lock(&self.state);
+            if let Some(v) = s.commit_write(block, id, zero, crc, now + self.opts.write_delay, now)
+            {
+                self.record(block, &v, crc);
+            }
         }
         self.work.notify_all();
         self.changed.notify_all();
@@ -728,7 +742,6 @@ impl Inner {
         };
         let now = Instant::now();
         let mut freed = Vec::new();
-        let mut records = Vec::new();
         {
             let mut s = lock(&self.state);
             match &result {
@@ -737,7 +750,7 @@ impl Inner {
                         let (f, v) = s.finish_upload(u, Ok(*tag), now);
                         freed.extend(f);
                         if let Some(v) = v {
-                            records.push((u.block, v));
+                            self.record(u.block, &v, v.crc);
                         }
                         self.counters.uploads.incr();
                     }
@@ -756,9 +769,6 @@ impl Inner {
         self.changed.notify_all();
         self.work.notify_all();
         self.free_slots(&freed);
-        for (block, v) in records {
-            self.record(block, &v, v.crc);
-        }
         if let Err(msg) = result {
             log::warn!(
                 "block cache: upload of block {:08x} failed, will retry: {msg}",

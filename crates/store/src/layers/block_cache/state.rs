@@ -242,10 +242,15 @@ impl State {
         entry.versions.first().map(|v| v.slot)
     }
 
-    /// Evicted slots the caller must clear in the cache file: the slot of an evicted block is
-    /// reused directly, so nothing to do; freed slots are returned by [`State::release_slot`].
-    fn release_slot(&mut self, slot: u32) {
-        self.free_slots.push(slot);
+    /// A dropped version's slot is NOT free yet: the caller first clears it (the cache file's
+    /// record and data, or the memory buffer) and then hands it back with
+    /// [`State::return_slots`]. Freeing it at once would let another writer reuse it while the
+    /// clearing is still to come, and the late clearing would destroy that writer's data.
+    fn release_slot(&mut self, _slot: u32) {}
+
+    /// Slots cleared by the caller are free again.
+    pub fn return_slots(&mut self, slots: &[u32]) {
+        self.free_slots.extend_from_slice(slots);
     }
 
     /// Evicts clean blocks unused since `older_than` (`--blockCacheTimeout`); returns their
@@ -408,8 +413,8 @@ impl State {
         self.lru_touch(block, now);
     }
 
-    /// A fill failed (or was a bypass that found the entry useless): forget it.
-    pub fn fill_failed(&mut self, block: BlockNum, id: u64) {
+    /// A fill failed (or its copy turned out damaged): forget it. Returns the slot to clear.
+    pub fn fill_failed(&mut self, block: BlockNum, id: u64) -> Option<u32> {
         let slot = match self.entries.get(&block) {
             Some(e) if e.versions.len() == 1 && e.versions[0].id == id => Some(e.versions[0].slot),
             _ => None,
@@ -419,6 +424,7 @@ impl State {
             self.entries.remove(&block);
             self.release_slot(slot);
         }
+        slot
     }
 
     /// Plans a write of `block` (`zero`: the data is all zeros).
@@ -726,7 +732,8 @@ mod tests {
         let mut done = Vec::new();
         while let Ok(ups) = s.next_uploads(now, 1000) {
             for u in ups {
-                s.finish_upload(&u, Ok(BlockTag::Unknown), now);
+                let (freed, _) = s.finish_upload(&u, Ok(BlockTag::Unknown), now);
+                s.return_slots(&freed);
                 done.push(u);
             }
         }
@@ -853,7 +860,10 @@ mod tests {
             s.fill_done(3, id, BlockTag::Absent, false, 0, now);
         }
         assert!(s.evict_idle(now).is_empty());
-        assert_eq!(s.evict_idle(now + Duration::from_secs(1)).len(), 1);
+        let freed = s.evict_idle(now + Duration::from_secs(1));
+        assert_eq!(freed.len(), 1);
+        assert_eq!(s.used(), 1, "not free until the caller has cleared it");
+        s.return_slots(&freed);
         assert_eq!(s.used(), 0);
     }
 }
