@@ -47,3 +47,13 @@ say "installing nbdkit-s3backer-plugin.so into $plugindir and s3backer into /usr
 install -m 0755 target/release/libnbdkit_s3backer_plugin.so "$plugindir/nbdkit-s3backer-plugin.so"
 install -m 0755 target/release/s3backer /usr/local/bin/s3backer
 nbdkit s3backer --version >/dev/null
+
+# umount(8) runs /sbin/umount.fuse for FUSE mounts (and umount.fuse.s3backer via systemd or
+# `umount -t`): as that helper, s3backer makes umount wait until the final flush is done and the
+# mount token released (the kernel does not wait for a FUSE server). Other FUSE mounts are
+# passed on to `umount -i` unchanged. Existing helpers that are not ours are left alone.
+for helper in /sbin/umount.fuse.s3backer /sbin/umount.fuse; do
+    if [[ ! -e $helper || ( -L $helper && $(readlink "$helper") == */s3backer ) ]]; then
+        ln -sfn /usr/local/bin/s3backer "$helper"
+    fi
+done

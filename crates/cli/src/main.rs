@@ -1,14 +1,29 @@
 //! The `s3backer` command. Glue only: parse, pick the mode, map the outcome to s3backer's exit
 //! statuses (0 success, 1 any error) with one `s3backer: message` line on stderr.
+//!
+//! Called as `umount.fuse` or `umount.fuse.s3backer` (a symlink in /sbin), it is umount(8)'s
+//! helper that waits for the final flush ([`umount_helper`]).
 
+mod daemon;
+mod fuse_mode;
 mod modes;
+mod mountinfo;
+mod signals;
+mod umount_helper;
 
 use s3backer_config::{Environment, Invocation, Mode, parse_command_line};
 use s3backer_store::logging;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args_os()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if umount_helper::called_as_helper(&argv0) {
+        return umount_helper::main(&args);
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
@@ -28,22 +43,17 @@ fn run(args: &[String]) -> Result<(), String> {
             Invocation::Run(config) => config,
         };
     // Usage errors first, before any warning about the configuration is printed.
-    if config.mode == Mode::Serve {
-        return match config.mount_point {
-            None => Err("no mount point specified".into()),
-            Some(_) => Err(
-                "FUSE mode is not supported yet by this release; serve the disk with nbdkit instead: \
-                 nbdkit s3backer bucket=BUCKET [KEY=VALUE...] (see README.md)"
-                    .into(),
-            ),
-        };
+    if config.mode == Mode::Serve && config.mount_point.is_none() {
+        return Err("no mount point specified".into());
     }
     logging::init(config.debug);
     for w in &config.warnings {
         log::warn!("{w}");
     }
     log::debug!("configuration: {config:?}");
-    if config.mode == Mode::Erase {
+    if let (Mode::Serve, Some(mount_point)) = (&config.mode, &config.mount_point) {
+        fuse_mode::run(&config, mount_point)
+    } else if config.mode == Mode::Erase {
         modes::erase(&config)
     } else {
         modes::reset_mounted_flag(&config)

@@ -553,29 +553,6 @@ fn get<'r, T>(
         .map_err(|e| s.error(format!("{}: {e}", s.flag_ref())))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_names() {
-        for ok in ["abc", "my-bucket.1", "0ab", &"a".repeat(63)] {
-            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
-        }
-        let why = |n: &str| check_bucket_name(n).unwrap_err();
-        assert!(why("ab").contains("3 to 63"));
-        assert!(why(&"a".repeat(64)).contains("3 to 63"));
-        assert!(why("My-Bucket").contains("lowercase"));
-        assert!(why("a_b").contains("lowercase"));
-        assert!(why("-ab").contains("start and end"));
-        assert!(why("ab.").contains("start and end"));
-        assert_eq!(
-            why("A"),
-            "invalid bucket name \"A\": must be 3 to 63 characters long"
-        );
-    }
-}
-
 /// The block cache flags, with s3backer's defaults and cross-flag rules.
 fn cache_settings(
     raw: &RawArgs,
@@ -651,4 +628,27 @@ fn cache_settings(
         read_ahead: uint("readAhead")?.unwrap_or(ra),
         read_ahead_trigger: uint("readAheadTrigger")?.unwrap_or(rat),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.1", "0ab", &"a".repeat(63)] {
+            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
+        }
+        let why = |n: &str| check_bucket_name(n).unwrap_err();
+        assert!(why("ab").contains("3 to 63"));
+        assert!(why(&"a".repeat(64)).contains("3 to 63"));
+        assert!(why("My-Bucket").contains("lowercase"));
+        assert!(why("a_b").contains("lowercase"));
+        assert!(why("-ab").contains("start and end"));
+        assert!(why("ab.").contains("start and end"));
+        assert_eq!(
+            why("A"),
+            "invalid bucket name \"A\": must be 3 to 63 characters long"
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! Nothing is mocked here. A missing tool is a test failure that names the tool (the setup
 //! script installs all of them); no test skips silently.
 
+pub mod fuse;
 pub mod garage;
 pub mod nbdkit;
 pub mod original;

@@ -72,12 +72,15 @@ impl Volume {
         };
         let mut config = config.clone();
         if config.cache.size > geometry.num_blocks {
-            log::warn!(
-                "--blockCacheSize={} is more than the disk's {} blocks; using {}",
-                config.cache.size,
-                geometry.num_blocks,
-                geometry.num_blocks
-            );
+            // Only worth a warning if the user asked for that size (the default is 1000).
+            if config.explicit.contains("blockCacheSize") {
+                log::warn!(
+                    "--blockCacheSize={} is more than the disk's {} blocks; using {}",
+                    config.cache.size,
+                    geometry.num_blocks,
+                    geometry.num_blocks
+                );
+            }
             config.cache.size = geometry.num_blocks;
         }
         let (cache_file, cache_lock) = match (&config.cache.file, config.mode == Mode::Erase) {

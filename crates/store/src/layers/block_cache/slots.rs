@@ -7,12 +7,13 @@
 use super::cache_file::{CacheFile, SlotRecord};
 use std::sync::RwLock;
 
+/// One memory slot: its buffer, allocated on first use.
+type MemorySlot = RwLock<Option<Box<[u8]>>>;
+
 /// The slot storage.
 pub(crate) enum Slots {
     /// In memory.
-    Memory {
-        bufs: Box<[RwLock<Option<Box<[u8]>>>]>,
-    },
+    Memory { bufs: Box<[MemorySlot]> },
     /// In the cache file (`--blockCacheFile`).
     File {
         file: CacheFile,
