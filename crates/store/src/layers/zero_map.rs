@@ -215,11 +215,9 @@ impl BlockStore for ZeroMap {
             buf.fill(0);
             return Ok(());
         }
-        let mut whole = vec![0u8; self.geometry.block_size as usize];
-        self.read_block(block, &mut whole)?;
-        let start = offset as usize;
-        buf.copy_from_slice(&whole[start..start + buf.len()]);
-        Ok(())
+        // A part cannot prove the block empty; pass it down so a cache below can serve just
+        // those bytes.
+        self.next.read_part(block, offset, buf)
     }
 
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
@@ -231,21 +229,22 @@ impl BlockStore for ZeroMap {
     }
 
     fn write_part(&self, block: BlockNum, offset: u32, data: &[u8]) -> StoreResult<()> {
-        let start = offset as usize;
-        let mut whole = vec![0u8; self.geometry.block_size as usize];
         if self.known_zero.get(block) {
             if is_zero(data) {
                 self.write_hits.incr();
                 return Ok(());
             }
             // A hole: the rest of the block is zeros, no need to read it.
+            let start = offset as usize;
+            let mut whole = vec![0u8; self.geometry.block_size as usize];
             whole[start..start + data.len()].copy_from_slice(data);
             self.begin_write(block);
             return self.next.write_block(block, &whole);
         }
-        self.read_block(block, &mut whole)?;
-        whole[start..start + data.len()].copy_from_slice(data);
-        self.write_block(block, &whole)
+        // Not known to be empty: the layer below patches it (a cache holding the block does so
+        // without reading anything).
+        self.begin_write(block);
+        self.next.write_part(block, offset, data)
     }
 
     fn zero_blocks(&self, blocks: &[BlockNum]) -> StoreResult<()> {

@@ -683,6 +683,14 @@ impl CacheFile {
         Ok(())
     }
 
+    /// Reads part of a slot's data (`offset` within the block); no checksum (the caller checks
+    /// whole slots loaded from disk before trusting parts of them).
+    pub fn read_data_part(&self, slot: u32, offset: u32, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset as usize + buf.len();
+        let at = self.data_at(slot, end)?;
+        self.file.read_exact_at(buf, at + u64::from(offset))
+    }
+
     /// Writes a slot's record ([`SlotRecord::FREE`] is written as zeros). A non-free record
     /// must name a block of the disk.
     pub fn write_record(&self, slot: u32, record: &SlotRecord) -> io::Result<()> {

@@ -789,8 +789,105 @@ impl BlockStore for BlockCache {
         self.inner.read(block, buf)
     }
 
+    /// Copies only the bytes asked for out of a cached block (a 4 KiB read of a cached 256 KiB
+    /// block moves 4 KiB, not the block).
+    fn read_part(&self, block: BlockNum, offset: u32, buf: &mut [u8]) -> StoreResult<()> {
+        self.inner.note_read(block);
+        let plan = {
+            let mut s = lock(&self.inner.state);
+            loop {
+                match s.plan_read(block, Instant::now()) {
+                    ReadPlan::Wait => {
+                        s = self
+                            .inner
+                            .changed
+                            .wait(s)
+                            .unwrap_or_else(|e| e.into_inner())
+                    }
+                    // Only plain hits are served in part; everything else takes the whole path.
+                    ReadPlan::Hit {
+                        slot,
+                        crc: None,
+                        verify: None,
+                        ..
+                    } => break Some(slot),
+                    ReadPlan::Hit { .. } => {
+                        s.unpin(block, Instant::now());
+                        break None;
+                    }
+                    ReadPlan::Zero => {
+                        drop(s);
+                        self.inner.counters.read_hits.incr();
+                        buf.fill(0);
+                        return Ok(());
+                    }
+                    ReadPlan::Fill { id, .. } => {
+                        // Undo the reservation: the whole-block path below makes its own.
+                        let freed = s.fill_failed(block, id);
+                        drop(s);
+                        self.inner
+                            .free_slots(&freed.into_iter().collect::<Vec<_>>());
+                        break None;
+                    }
+                    ReadPlan::Bypass => {
+                        drop(s);
+                        self.inner.counters.read_misses.incr();
+                        return self.inner.next.read_part(block, offset, buf);
+                    }
+                }
+            }
+        };
+        if let Some(slot) = plan {
+            let r = self.inner.slots.read_part(slot, offset, buf);
+            lock(&self.inner.state).unpin(block, Instant::now());
+            if r.is_ok() {
+                self.inner.counters.read_hits.incr();
+                return Ok(());
+            }
+        }
+        let mut whole = vec![0u8; self.inner.geometry.block_size as usize];
+        self.inner.read(block, &mut whole)?;
+        let start = offset as usize;
+        buf.copy_from_slice(&whole[start..start + buf.len()]);
+        Ok(())
+    }
+
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
         self.inner.write(block, Some(data))
+    }
+
+    /// A partial write of a block held in memory patches it in place (no read, no whole-block
+    /// copy); anything else is a read-modify-write of the whole block through the cache.
+    fn write_part(&self, block: BlockNum, offset: u32, data: &[u8]) -> StoreResult<()> {
+        let inner = &self.inner;
+        let planned = lock(&inner.state).plan_patch(block);
+        if let Some((slot, id)) = planned {
+            if inner.slots.patch(slot, offset, data) {
+                inner.counters.write_hits.incr();
+                let now = Instant::now();
+                lock(&inner.state).commit_write(
+                    block,
+                    id,
+                    false,
+                    0,
+                    now + inner.opts.write_delay,
+                    now,
+                );
+                inner.work.notify_all();
+                inner.changed.notify_all();
+                if inner.opts.sync {
+                    return inner.wait_until_clean(block, id);
+                }
+                return Ok(());
+            }
+            let freed = lock(&inner.state).abandon_write(block, id);
+            inner.free_slots(&freed.into_iter().collect::<Vec<_>>());
+        }
+        let mut whole = vec![0u8; inner.geometry.block_size as usize];
+        inner.read(block, &mut whole)?;
+        let start = offset as usize;
+        whole[start..start + data.len()].copy_from_slice(data);
+        inner.write(block, Some(&whole))
     }
 
     fn zero_blocks(&self, blocks: &[BlockNum]) -> StoreResult<()> {

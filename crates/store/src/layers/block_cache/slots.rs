@@ -110,6 +110,63 @@ impl Slots {
         }
     }
 
+    /// Copies part of a slot out (`offset` within the block).
+    pub fn read_part(&self, slot: u32, offset: u32, buf: &mut [u8]) -> std::io::Result<()> {
+        let start = offset as usize;
+        match self {
+            Slots::Memory { bufs } => {
+                let b = bufs[slot as usize]
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                match b.as_ref().and_then(|d| d.get(start..start + buf.len())) {
+                    Some(part) => {
+                        buf.copy_from_slice(part);
+                        Ok(())
+                    }
+                    None => Err(std::io::Error::other(format!(
+                        "cache slot {slot} holds no data"
+                    ))),
+                }
+            }
+            Slots::File {
+                file,
+                locks,
+                advise,
+            } => {
+                let _r = locks[slot as usize]
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner());
+                file.read_data_part(slot, offset, buf)?;
+                if *advise {
+                    file.advise_dontneed(slot);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Patches part of a memory slot in place; `false` for file slots (whose checksum covers the
+    /// whole block: the caller rewrites the block instead) or a slot without data.
+    pub fn patch(&self, slot: u32, offset: u32, data: &[u8]) -> bool {
+        let Slots::Memory { bufs } = self else {
+            return false;
+        };
+        let start = offset as usize;
+        let mut b = bufs[slot as usize]
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match b
+            .as_mut()
+            .and_then(|d| d.get_mut(start..start + data.len()))
+        {
+            Some(part) => {
+                part.copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Records what a slot holds (cache file only).
     pub fn record(&self, slot: u32, record: &SlotRecord) -> std::io::Result<()> {
         match self {

@@ -480,6 +480,28 @@ impl State {
         WritePlan::Slot { slot, id }
     }
 
+    /// Like [`State::plan_write`], but only when the write can go into the current version's
+    /// slot in place and that slot holds the block's data (not a zero version): the case where
+    /// a partial write can patch the slot directly. `None` otherwise (nothing reserved).
+    pub fn plan_patch(&mut self, block: BlockNum) -> Option<(u32, u64)> {
+        let open = self.open_epoch;
+        let cur = self.entries.get(&block)?.current()?;
+        let eligible = !cur.busy
+            && !cur.zero
+            && cur.crc_unchecked.is_none()
+            && !cur.verify
+            && (cur.state == VState::Clean || (cur.state == VState::Dirty && cur.epoch == open));
+        if !eligible {
+            return None;
+        }
+        let (slot, id) = (cur.slot, cur.id);
+        self.lru_remove(block);
+        if let Some(v) = self.entries.get_mut(&block).and_then(|e| e.current_mut()) {
+            v.busy = true;
+        }
+        Some((slot, id))
+    }
+
     /// Abandons a planned write whose data could not be stored: a new version is dropped; an
     /// in-place one keeps its state if dirty (its slot may hold part of the new data, which is
     /// still a write the client was not told succeeded), and is dropped if clean (its data no
