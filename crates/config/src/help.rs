@@ -10,7 +10,7 @@ pub const COMPATIBLE_S3BACKER_VERSION: &str = "2.1.6";
 
 const USAGE: &str = "\
 Usage:
-  s3backer [options] bucket[/subdir] /mount/point          the disk as a file (FUSE; not supported yet)
+  s3backer [options] bucket[/subdir] /mount/point          the disk as a file (FUSE)
   s3backer --nbd [options] bucket[/subdir] /dev/nbdX       NBD device (not supported yet)
   s3backer --test [options] dir /mount/point               a local directory instead of a bucket (FUSE)
   s3backer --erase [options] bucket[/subdir]               delete every block, then exit
