@@ -24,18 +24,29 @@ pub fn erase(config: &Config) -> Result<(), String> {
     }
     let tty = std::io::stderr().is_terminal();
     let quiet = config.quiet;
+    let started = std::time::Instant::now();
     let progress = |done: u64, total: u64| {
         if quiet {
             return;
         }
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "deleted {done} of {total} blocks ({:.0}%, {:.0} blocks/s)",
+            if total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / total as f64
+            },
+            done as f64 / secs
+        );
         if tty {
-            eprint!("\rs3backer: deleted {done} of {total} blocks");
+            eprint!("\rs3backer: {line}");
             if done == total {
                 eprintln!();
             }
-        } else {
-            log::info!("deleted {done} of {total} blocks");
         }
+        // Also in the log (one line per batch of up to 1000 blocks), for syslog and scripts.
+        log::info!("{line}");
     };
     let n = erase_volume(&volume, &progress).map_err(|e| e.to_string())?;
     if !quiet {

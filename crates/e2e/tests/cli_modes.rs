@@ -65,6 +65,10 @@ fn erase_asks_then_deletes_every_block_and_the_token() {
     let (ok, err) = erase(&bucket, &[], Some("yes\n"));
     assert!(ok, "{err}");
     assert!(err.contains("erased 1500 non-zero blocks"), "{err}");
+    assert!(
+        err.contains("deleted 1500 of 1500 blocks (100%,"),
+        "progress with a rate: {err}"
+    );
     assert_eq!(g.keys(&bucket, ""), ["not-ours.txt"]);
 }
 
