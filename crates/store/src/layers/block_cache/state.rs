@@ -889,3 +889,232 @@ mod tests {
         assert_eq!(s.used(), 0);
     }
 }
+
+/// A randomized scheduler over the state machine (the cache's concurrency, without threads):
+/// writers, uploaders with several uploads in flight (some failing), readers, FLUSHes and
+/// evictions interleave in random orders, against a model. Checked at every step: reads see the
+/// newest write; no slot belongs to two live versions; an upload of epoch `e` starts only when
+/// every version of an earlier epoch is stored (flush order); and after draining, the store holds
+/// the newest write of every block (no lost write) and nothing is left dirty (no deadlock: the
+/// queue always drains).
+#[cfg(test)]
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, HashSet};
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Plan a write of block (index) with a fresh value; committed by a later `Commit`.
+        PlanWrite(u8),
+        Commit,
+        Read(u8),
+        StartUpload,
+        FinishUpload {
+            index: u8,
+            fail: bool,
+        },
+        Flush,
+        Evict,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..6u8).prop_map(Step::PlanWrite),
+            4 => Just(Step::Commit),
+            2 => (0..6u8).prop_map(Step::Read),
+            3 => Just(Step::StartUpload),
+            3 => (any::<u8>(), prop::bool::weighted(0.2)).prop_map(|(index, fail)| Step::FinishUpload { index, fail }),
+            1 => Just(Step::Flush),
+            1 => Just(Step::Evict),
+        ]
+    }
+
+    struct World {
+        s: State,
+        now: Instant,
+        /// Slot contents (the data a version holds): value written.
+        slots: BTreeMap<u32, u64>,
+        /// Newest committed value per block (what reads must see).
+        newest: BTreeMap<BlockNum, u64>,
+        /// Planned, not yet committed: (block, slot, id, value).
+        planned: Option<(BlockNum, u32, u64, u64)>,
+        /// In flight: the upload and the value it carries.
+        in_flight: Vec<(Upload, u64)>,
+        /// The store: block → value.
+        store: BTreeMap<BlockNum, u64>,
+        /// Slots freed by the state, waiting to be "cleared" and returned.
+        to_return: Vec<u32>,
+        next_value: u64,
+    }
+
+    impl World {
+        fn check_slots(&self) {
+            let mut seen = HashSet::new();
+            for v in self.s.entries.values().flat_map(|e| e.versions.iter()) {
+                assert!(seen.insert(v.slot), "slot {} held by two versions", v.slot);
+            }
+            for s in &self.s.free_slots {
+                assert!(!seen.contains(s), "slot {s} both free and used");
+            }
+        }
+
+        fn pending_before(&self, epoch: u64) -> bool {
+            self.s
+                .entries
+                .values()
+                .flat_map(|e| e.versions.iter())
+                .any(|v| v.epoch < epoch && matches!(v.state, VState::Dirty | VState::Uploading))
+        }
+
+        fn apply(&mut self, step: &Step) {
+            match *step {
+                Step::PlanWrite(b) if self.planned.is_none() => {
+                    let b = BlockNum::from(b);
+                    if let WritePlan::Slot { slot, id } = self.s.plan_write(b, self.now) {
+                        self.next_value += 1;
+                        self.planned = Some((b, slot, id, self.next_value));
+                    }
+                }
+                Step::Commit => {
+                    if let Some((b, slot, id, value)) = self.planned.take() {
+                        self.slots.insert(slot, value);
+                        self.s.commit_write(b, id, false, 0, self.now, self.now);
+                        self.newest.insert(b, value);
+                    }
+                }
+                Step::Read(b) => {
+                    let b = BlockNum::from(b);
+                    match self.s.plan_read(b, self.now) {
+                        ReadPlan::Hit { slot, .. } => {
+                            assert_eq!(
+                                self.slots.get(&slot),
+                                self.newest.get(&b),
+                                "read of block {b}"
+                            );
+                            self.s.unpin(b, self.now);
+                        }
+                        ReadPlan::Fill { id, slot } => {
+                            // A miss reads the store.
+                            assert_eq!(
+                                self.store.get(&b),
+                                self.newest.get(&b),
+                                "miss of block {b}"
+                            );
+                            if let Some(&v) = self.store.get(&b) {
+                                self.slots.insert(slot, v);
+                            }
+                            let zero = !self.store.contains_key(&b);
+                            self.s
+                                .fill_done(b, id, BlockTag::Unknown, zero, 0, self.now);
+                        }
+                        ReadPlan::Zero => assert_eq!(self.newest.get(&b), None),
+                        ReadPlan::Bypass => assert_eq!(self.store.get(&b), self.newest.get(&b)),
+                        ReadPlan::Wait => {}
+                    }
+                }
+                Step::StartUpload => {
+                    if let Ok(ups) = self.s.next_uploads(self.now, 4) {
+                        for u in ups {
+                            assert!(
+                                !self.pending_before(u.epoch),
+                                "epoch {} upload started while an earlier one is pending",
+                                u.epoch
+                            );
+                            let value = self.slots[&u.slot];
+                            self.in_flight.push((u, value));
+                        }
+                    }
+                }
+                Step::FinishUpload { index, fail } => {
+                    if self.in_flight.is_empty() {
+                        return;
+                    }
+                    let (u, value) = self.in_flight.remove(index as usize % self.in_flight.len());
+                    if fail {
+                        self.s.finish_upload(&u, Err(()), self.now);
+                    } else {
+                        self.store.insert(u.block, value);
+                        let (freed, _) = self.s.finish_upload(&u, Ok(BlockTag::Unknown), self.now);
+                        self.to_return.extend(freed);
+                    }
+                }
+                Step::Flush => {
+                    let e = self.s.close_epoch();
+                    self.s.urgent_through = e;
+                }
+                Step::Evict => {
+                    let freed = self
+                        .s
+                        .evict_idle(self.now + std::time::Duration::from_secs(1));
+                    self.to_return.extend(freed);
+                }
+                Step::PlanWrite(_) => {}
+            }
+            // Clearing a freed slot happens "later": return them now and then.
+            if self.to_return.len() > 1 {
+                let slots = std::mem::take(&mut self.to_return);
+                for s in &slots {
+                    self.slots.remove(s);
+                }
+                self.s.return_slots(&slots);
+            }
+            self.check_slots();
+        }
+
+        /// Commits what is planned, then uploads everything.
+        fn drain(&mut self) {
+            self.apply(&Step::Commit);
+            for (u, value) in std::mem::take(&mut self.in_flight) {
+                self.store.insert(u.block, value);
+                let (freed, _) = self.s.finish_upload(&u, Ok(BlockTag::Unknown), self.now);
+                self.to_return.extend(freed);
+            }
+            let e = self.s.close_epoch();
+            self.s.urgent_through = e;
+            for _ in 0..10_000 {
+                match self.s.next_uploads(self.now, 4) {
+                    Ok(ups) => {
+                        for u in ups {
+                            assert!(!self.pending_before(u.epoch));
+                            let value = self.slots[&u.slot];
+                            self.store.insert(u.block, value);
+                            let (freed, _) =
+                                self.s.finish_upload(&u, Ok(BlockTag::Unknown), self.now);
+                            self.to_return.extend(freed);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            assert_eq!(self.s.dirty, 0, "the queue drains");
+            assert_eq!(
+                self.store, self.newest,
+                "every block's newest write is stored"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn interleavings_keep_the_invariants(steps in proptest::collection::vec(step(), 1..120), capacity in 3u32..8) {
+            let now = Instant::now();
+            let mut w = World {
+                s: State::new(capacity, 2),
+                now,
+                slots: BTreeMap::new(),
+                newest: BTreeMap::new(),
+                planned: None,
+                in_flight: Vec::new(),
+                store: BTreeMap::new(),
+                to_return: Vec::new(),
+                next_value: 0,
+            };
+            for step in &steps {
+                w.apply(step);
+            }
+            w.drain();
+        }
+    }
+}
