@@ -1,7 +1,8 @@
 //! `GET` of one object (read a block, facts §4.2 / §4.7).
 //!
 //! * Sends `If-Match` / `If-None-Match` (`"<hex>"`) and `Accept-Encoding` only when asked.
-//! * Never decodes the body; enforces `max_body`.
+//! * Never decodes the body; enforces `max_body`; checks the body against an MD5-form ETag
+//!   (retrying a mismatch), except under SSE-KMS whose ETags are not MD5s.
 //! * 2xx → [`GetOutcome::Found`]; 304 to a conditional GET → [`GetOutcome::NotModified`];
 //!   404 → [`GetOutcome::NotFound`], **except** a 404 whose error code is `NoSuchBucket`,
 //!   which is an error: a missing bucket must never read as zeros.
@@ -41,13 +42,35 @@ impl S3Client {
             body: None,
             body_limit: req.max_body,
         };
+        // SSE-KMS objects have ETags that are not the MD5 of their body.
+        let check_md5 = inner.put_defaults.sse.as_deref() != Some("aws:kms");
         inner.execute(&prepared, |target, resp| match resp.status {
-            200..=299 => Attempt::Done(GetOutcome::Found(ObjectData {
-                etag: resp.header("etag").and_then(|v| Etag::parse_header(&v)),
-                content_encoding: resp.header("content-encoding"),
-                meta: response_meta(&resp),
-                body: resp.body,
-            })),
+            200..=299 => {
+                let etag = resp.header("etag").and_then(|v| Etag::parse_header(&v));
+                // A single-part object's ETag is the MD5 of its body: a body damaged on the way
+                // (or a lying proxy) is caught here and fetched again, never returned.
+                if check_md5
+                    && let Some(e) = etag
+                    && Etag::md5_of(&resp.body) != e
+                {
+                    return Attempt::Retry {
+                        error: S3Error::InvalidResponse {
+                            method: target.method,
+                            url: target.url.to_owned(),
+                            detail: format!(
+                                "the body does not match its ETag {e} (damaged in transit?)"
+                            ),
+                        },
+                        at_least: None,
+                    };
+                }
+                Attempt::Done(GetOutcome::Found(ObjectData {
+                    etag,
+                    content_encoding: resp.header("content-encoding"),
+                    meta: response_meta(&resp),
+                    body: resp.body,
+                }))
+            }
             304 if conditional => Attempt::Done(GetOutcome::NotModified),
             404 => {
                 let (code, _) = crate::xml::parse_error(&resp.body);

@@ -54,6 +54,20 @@ mod xml;
 mod tests;
 
 pub use client::{ClientOptions, S3Client};
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The `ListBucketResult` parser (keys, is-truncated); exists for fuzzing.
+    pub fn parse_list(body: &[u8]) -> Result<(Vec<String>, bool), String> {
+        crate::xml::parse_list(body).map(|p| (p.keys, p.is_truncated))
+    }
+
+    /// The `DeleteResult` parser ((key, code, message) per error); exists for fuzzing.
+    pub fn parse_delete_result(body: &[u8]) -> Result<Vec<(String, String, String)>, String> {
+        crate::xml::parse_delete_result(body)
+    }
+}
 pub use date::format_amz_timestamp;
 pub use delete_objects::MAX_DELETE_KEYS;
 pub use error::S3Error;

@@ -215,6 +215,27 @@ fn get_404_is_not_found_but_no_such_bucket_is_an_error() {
 }
 
 #[test]
+fn a_body_that_does_not_match_its_etag_is_fetched_again() {
+    let good = Etag::md5_of(b"the block");
+    let server = FakeServer::start(vec![
+        // Damaged on the way: same ETag, one byte changed.
+        Canned::new(200)
+            .header("ETag", &good.quoted())
+            .body("the blocK"),
+        Canned::new(200)
+            .header("ETag", &good.quoted())
+            .body("the block"),
+    ]);
+    let (c, pauses) = client(&server);
+    match c.get_object("k", &GetRequest::default()).unwrap() {
+        GetOutcome::Found(d) => assert_eq!(d.body, b"the block"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.requests().len(), 2, "retried once");
+    assert_eq!(pauses.lock().unwrap().len(), 1);
+}
+
+#[test]
 fn conditional_gets() {
     let etag = Etag::md5_of(b"abc");
     let server = FakeServer::start(vec![
