@@ -128,7 +128,18 @@ impl Mirror<'_> {
             );
             disk.reset_stats();
         }
-        std::fs::write(&self.tmp, disk.stats_text())?;
+        // 0600: the counters say what a disk does; they are the owner's business.
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&self.tmp)?;
+            f.write_all(disk.stats_text().as_bytes())?;
+        }
         std::fs::rename(&self.tmp, self.path)?;
         self.written = true;
         Ok(())

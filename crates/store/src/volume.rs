@@ -59,6 +59,9 @@ impl Volume {
         config: &Config,
         backend: Arc<dyn ObjectBackend>,
     ) -> StoreResult<Volume> {
+        if config.s3.credentials.is_some() || config.codec.encryption.is_some() {
+            forbid_core_dumps();
+        }
         let keys = KeyFormat {
             prefix: config.prefix.clone(),
             hashed: config.block_hash_prefix,
@@ -706,6 +709,15 @@ fn open_cache_file(
         );
     }
     Ok((loaded, lock))
+}
+
+/// The process holds secrets (access key, encryption keys): no core dumps of it, and no
+/// reading of its memory by other users (PR_SET_DUMPABLE 0 covers both).
+fn forbid_core_dumps() {
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        log::debug!("cannot turn core dumps off: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// What the startup HEAD of block 0 found.
