@@ -2,7 +2,8 @@
 # Installs what s3backer-rs needs on Debian 12, builds it, and installs the nbdkit plugin and the
 # s3backer command. Idempotent: only what is missing is installed.
 #
-#   scripts/setup.sh                  build + run dependencies (nbdkit, libnbd tools, qemu-utils)
+#   scripts/setup.sh                  build + run dependencies (nbdkit, nbd-client, libnbd tools,
+#                                     qemu-utils)
 #   scripts/setup.sh --test-tools     also what the tests use: Garage (built with cargo, 15-25 min
 #                                     the first time), Debian's s3backer 1.5.4, fio, FUSE
 set -euo pipefail
@@ -14,9 +15,13 @@ test_tools=0
 
 say() { printf '\n==> %s\n' "$*"; }
 
-packages=(gcc pkg-config libssl-dev nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils)
+# nbd-client and kmod (modprobe): `s3backer --nbd` attaches /dev/nbdX with them.
+packages=(gcc pkg-config libssl-dev nbdkit nbdkit-plugin-dev libnbd-bin python3-libnbd qemu-utils
+          nbd-client kmod)
 if ((test_tools)); then
-    packages+=(s3backer fuse3 fio e2fsprogs util-linux stunnel4 openssl zstd)
+    # qemu-system-x86: the kernel VM of crates/e2e/tests/kernel_nbd.rs (../shared/tools/kernel-nbd,
+    # whose run-vm.sh installs the rest of what it needs itself).
+    packages+=(s3backer fuse3 fio e2fsprogs util-linux stunnel4 openssl zstd qemu-system-x86)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -26,8 +31,18 @@ if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    extra=()
+    if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+        # Some machines come with a newer qemu-utils than Debian's; qemu-system-x86 from Debian
+        # would make apt remove it (measured: qemu-img and qemu-io vanished). Install both at
+        # Debian's version together, so qemu-img/qemu-io stay.
+        v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+        extra=(--allow-downgrades "qemu-utils=$v")
+    fi
+    apt-get install -y -qq --no-install-recommends "${extra[@]}" "${missing[@]}"
 fi
+command -v qemu-img >/dev/null && command -v qemu-io >/dev/null \
+    || { echo "qemu-img/qemu-io missing after the install (qemu-utils)" >&2; exit 1; }
 
 if ! command -v cargo >/dev/null; then
     echo "cargo not found: install the Rust toolchain (rustup) first" >&2

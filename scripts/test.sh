@@ -10,6 +10,9 @@ echo
 echo "==> cargo test --release --workspace"
 cargo test --release --workspace --locked
 echo
+echo "==> fuzz smoke: every cargo-fuzz target, seeds and past crashes, then 20 s each"
+scripts/fuzz-smoke.sh 20
+echo
 echo "==> style: cargo fmt --check, cargo clippy -D warnings"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets --locked -- -D warnings

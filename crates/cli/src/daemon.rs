@@ -3,10 +3,15 @@
 //! (status 1). mount(8), systemd and scripts can therefore trust the exit status, and a `ls` right
 //! after it sees the disk file.
 //!
+//! Under systemd, `Type=forking` needs nothing more; for `Type=notify`, readiness is also sent as
+//! `READY=1` ([`crate::notify`]): by the process itself in the foreground, by the parent (with
+//! `MAINPID=` of the background process) when it daemonizes.
+//!
 //! [`daemonize`] must run before any thread exists: `fork` copies only the calling thread, so a
 //! pool or a lock held by another thread would be lost or stuck in the child. The store's I/O
 //! pool, the FUSE threads and the signal thread are all created afterwards, in the child.
 
+use crate::notify;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -17,7 +22,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// No pipe: the foreground process reports through its logs.
+    /// No pipe: the foreground process reports through its logs (and to systemd).
     pub fn foreground() -> Readiness {
         Readiness { pipe: None }
     }
@@ -27,11 +32,15 @@ impl Readiness {
         self.pipe.is_some()
     }
 
-    /// The mount is usable: let the parent exit 0, and detach from its terminal.
+    /// The mount is usable: let the parent exit 0, and detach from its terminal. In the
+    /// foreground, tell systemd (`Type=notify`); the parent of a background process does that.
     pub fn ready(&mut self) {
-        if let Some(mut pipe) = self.pipe.take() {
-            let _ = pipe.write_all(b"ok\n");
-            redirect_stdio_to_null();
+        match self.pipe.take() {
+            Some(mut pipe) => {
+                let _ = pipe.write_all(b"ok\n");
+                redirect_stdio_to_null();
+            }
+            None => notify::notify("READY=1"),
         }
     }
 
@@ -88,6 +97,8 @@ pub fn daemonize() -> Result<Readiness, String> {
     let _ = File::from(read_end).read_to_string(&mut report);
     let report = report.trim_end();
     if report == "ok" {
+        // systemd accepts this from the main process (us), which the message then hands over.
+        notify::notify(&format!("MAINPID={pid}\nREADY=1"));
         std::process::exit(0);
     }
     let msg = match report.strip_prefix("error ") {

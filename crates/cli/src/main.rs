@@ -1,5 +1,6 @@
-//! The `s3backer` command. Glue only: parse, pick the mode, map the outcome to s3backer's exit
-//! statuses (0 success, 1 any error) with one `s3backer: message` line on stderr.
+//! The `s3backer` command. Glue only: parse, pick the mode (FUSE, `--nbd`, `--erase`,
+//! `--reset-mounted-flag`), map the outcome to s3backer's exit statuses (0 success, 1 any
+//! error) with one `s3backer: message` line on stderr.
 //!
 //! Called as `umount.fuse` or `umount.fuse.s3backer` (a symlink in /sbin), it is umount(8)'s
 //! helper that waits for the final flush ([`umount_helper`]).
@@ -8,6 +9,8 @@ mod daemon;
 mod fuse_mode;
 mod modes;
 mod mountinfo;
+mod nbd;
+mod notify;
 mod signals;
 mod umount_helper;
 
@@ -51,7 +54,9 @@ fn run(args: &[String]) -> Result<(), String> {
         log::warn!("{w}");
     }
     log::debug!("configuration: {config:?}");
-    if let (Mode::Serve, Some(mount_point)) = (&config.mode, &config.mount_point) {
+    if let Some(nbd) = &config.nbd {
+        nbd::run(&config, nbd)
+    } else if let (Mode::Serve, Some(mount_point)) = (&config.mode, &config.mount_point) {
         fuse_mode::run(&config, mount_point)
     } else if config.mode == Mode::Erase {
         modes::erase(&config)

@@ -1,4 +1,6 @@
-//! SIGTERM, SIGINT and SIGHUP in FUSE mode: unmount cleanly, like `umount` would.
+//! SIGTERM, SIGINT and SIGHUP in FUSE mode: unmount cleanly, like `umount` would. (The `--nbd`
+//! supervisor uses [`block_with_children`] and [`wait`] instead: one loop for signals and for
+//! its children's exits.)
 //!
 //! The signals are blocked in the main thread before any thread exists ([`block`]), so every
 //! thread inherits the mask and only the signal thread ([`spawn`]) receives them, with
@@ -44,6 +46,56 @@ pub fn block() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Like [`block`], plus SIGCHLD, so that [`wait`] also wakes when a child exits. Children
+/// spawned with `std::process::Command` start with an empty mask (std resets it), so nbdkit and
+/// nbd-client still get their signals.
+pub fn block_with_children() -> Result<(), String> {
+    block()?;
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid set; the old mask is not needed.
+    let rc = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot block signals: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for SIGTERM, SIGINT, SIGHUP or SIGCHLD (blocked beforehand with
+/// [`block_with_children`]); `None` when none came.
+pub fn wait(timeout: std::time::Duration) -> Option<libc::c_int> {
+    let mut set = signal_set();
+    // SAFETY: set is a valid sigset_t.
+    unsafe { libc::sigaddset(&mut set, libc::SIGCHLD) };
+    let ts = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below 10^9: fits any c_long.
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a valid set and timeout; the siginfo is not needed.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}
+
+/// A signal's name for messages.
+pub fn name(sig: libc::c_int) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGKILL => "SIGKILL",
+        _ => "a signal",
+    }
 }
 
 /// What the signal thread needs to know about the mount.

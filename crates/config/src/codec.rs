@@ -79,7 +79,7 @@ pub(crate) fn codec_settings(
             };
             Some(EncryptionSettings {
                 cipher,
-                password: password(raw, front, env)?,
+                password: password(raw, front, env, warnings)?,
                 key_length,
             })
         }
@@ -167,7 +167,12 @@ fn compression(raw: &RawArgs) -> Result<Option<CompressionSettings>, ConfigError
     Ok(Some(CompressionSettings { algorithm, level }))
 }
 
-fn password(raw: &RawArgs, front: Front, env: &Environment) -> Result<Secret, ConfigError> {
+fn password(
+    raw: &RawArgs,
+    front: Front,
+    env: &Environment,
+    warnings: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
     match (raw.get("password"), raw.get("passwordFile")) {
         (Some(p), Some(f)) => Err(f.error(format!(
             "{} and {} cannot be used together",
@@ -199,6 +204,10 @@ fn password(raw: &RawArgs, front: Front, env: &Environment) -> Result<Secret, Co
                     f.flag_ref()
                 )));
             }
+            warnings.extend(crate::credentials::exposed_secret_file_warning(
+                std::path::Path::new(&path),
+                "password file",
+            ));
             Ok(Secret::new(pw))
         }
         (None, None) => {

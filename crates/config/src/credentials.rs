@@ -129,6 +129,20 @@ pub(crate) fn resolve(
     Ok(None)
 }
 
+/// A warning when a file holding a secret (`what`) can be read or written by users other than
+/// its owner: anyone on the machine could read the key or swap it. `None` when the file is
+/// private or cannot be inspected (reading it has already succeeded or failed clearly).
+pub(crate) fn exposed_secret_file_warning(path: &Path, what: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{what} {:?} is accessible by other users (mode {mode:04o}): chmod 600 it",
+            path.display().to_string()
+        )
+    })
+}
+
 fn from_file(access_id: String, key: String, path: PathBuf) -> Credentials {
     Credentials {
         access_id,

@@ -41,13 +41,15 @@ pub enum Group {
     Codec,
     /// Block cache, read-ahead and MD5 cache.
     Cache,
-    /// Everything else not in this release: block survey, stats file, `--nbd`.
+    /// Block survey and stats file.
     Other,
+    /// `s3backer --nbd`: the kernel NBD device.
+    Nbd,
 }
 
 impl Group {
     /// Every group, in `--help` order.
-    pub const ALL: [Group; 11] = [
+    pub const ALL: [Group; 12] = [
         Group::Target,
         Group::Connection,
         Group::Credentials,
@@ -59,6 +61,7 @@ impl Group {
         Group::Codec,
         Group::Cache,
         Group::Other,
+        Group::Nbd,
     ];
 
     /// Heading used in `--help`.
@@ -74,7 +77,8 @@ impl Group {
             Group::Fuse => "FUSE mount (accepted and ignored by the nbdkit plugin)",
             Group::Codec => "Compression and encryption",
             Group::Cache => "Cache (not supported yet)",
-            Group::Other => "Survey, stats file, --nbd (not supported yet)",
+            Group::Other => "Survey and stats file",
+            Group::Nbd => "NBD device (s3backer --nbd [flags] bucket[/subdir] /dev/nbdX)",
         }
     }
 }
@@ -88,6 +92,9 @@ pub enum Support {
     FuseOnly,
     /// A standalone command-line mode; rejected as an nbdkit parameter.
     CommandLineOnly,
+    /// Only means something to `s3backer --nbd` (the wrapper itself, never the plugin): an error
+    /// without `--nbd` and as an nbdkit parameter.
+    NbdOnly,
     /// Accepted with this warning, which follows the flag's name (the original accepts it and
     /// it has no effect either).
     Warn(&'static str),
@@ -176,12 +183,13 @@ pub const STORAGE_CLASSES: &[&str] = &[
 ];
 /// `--sse` values.
 pub const SSE_TYPES: &[&str] = &["AES256", "aws:kms"];
+/// `--nbd-sector-size` values: what the kernel accepts as a logical block size.
+pub const NBD_SECTOR_SIZES: &[&str] = &["512", "1024", "2048", "4096"];
 /// `--authVersion` values.
 pub const AUTH_VERSIONS: &[&str] = &["aws2", "aws4"];
 
 const MD5: &str = "MD5 cache";
 const IAM: &str = "EC2 IAM credentials";
-const NBD: &str = "the --nbd wrapper";
 const SHARED: &str = "shared disk mode";
 const IP_TOS: &str = "IP type-of-service";
 
@@ -336,14 +344,20 @@ pub static FLAGS: &[FlagDef] = &[
     value("md5CacheSize", "BLOCKS", C::Uint, G::Cache, "MD5 cache size (eventual consistency protection); only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
     value("md5CacheTime", "MILLIS", C::Uint, G::Cache, "MD5 cache entry lifetime; only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
     value("minWriteDelay", "MILLIS", C::Uint, G::Cache, "least time between writes of a block; only 0 is accepted").default("0").support(not_yet_unless_zero(MD5)),
-    // Other features not in this release.
+    // Survey and stats file.
     boolean("listBlocks", G::Other, "survey existing blocks in the background at startup (the disk serves I/O meanwhile)"),
     value("listBlocksThreads", "N", C::Positive, G::Other, "parallel listings for --listBlocks").default("16"),
     value("statsFileMirror", "PATH", C::NonEmpty, G::Other, "keep a copy of the statistics in this file"),
     value("statsFileMirrorInterval", "MILLIS", C::Positive, G::Other, "how often to rewrite --statsFileMirror").default("1000"),
-    boolean("nbd", G::Other, "serve through nbdkit and nbd-client instead of FUSE").support(not_yet(NBD)),
-    value("nbd-flag", "ARG", C::NonEmpty, G::Other, "extra nbdkit argument before the plugin name").support(not_yet(NBD)),
-    value("nbd-param", "ARG", C::NonEmpty, G::Other, "extra nbdkit argument after the plugin parameters").support(not_yet(NBD)),
+    // NBD device.
+    boolean("nbd", G::Nbd, "attach the disk as the kernel block device /dev/nbdX (nbdkit + nbd-client); give it first, not in a config file").support(Support::NbdOnly),
+    value("nbd-flag", "ARG", C::NonEmpty, G::Nbd, "extra nbdkit argument before the plugin name (repeatable)").support(Support::NbdOnly),
+    value("nbd-param", "ARG", C::NonEmpty, G::Nbd, "extra nbdkit argument after the plugin parameters (repeatable)").support(Support::NbdOnly),
+    value("nbd-plugin", "NAME|PATH", C::NonEmpty, G::Nbd, "nbdkit plugin: a name in nbdkit's plugin directory, or the path of the .so").default("s3backer").support(Support::NbdOnly),
+    value("nbd-connections", "N", C::Positive, G::Nbd, "connections from the kernel to nbdkit, used in parallel (nbd-client -C), at most 64").default("4").support(Support::NbdOnly),
+    value("nbd-timeout", "SECONDS", C::Uint, G::Nbd, "kernel request timeout (nbd-client -t): an unanswered request drops its connection; 0 = not set (the kernel then gives up after 30 s)").default("600").support(Support::NbdOnly),
+    value("nbd-sector-size", "BYTES", C::OneOf(NBD_SECTOR_SIZES), G::Nbd, "logical sector size of the device (nbd-client -b): 512, 1024, 2048 or 4096").default("4096").support(Support::NbdOnly),
+    value("nbd-max-request", "SIZE", C::Any, G::Nbd, "largest request the kernel sends (the device's max_sectors_kb); 0 = the kernel's default").default("the block size").support(Support::NbdOnly),
 ];
 
 /// The flag with exactly this name.

@@ -11,7 +11,7 @@ pub const COMPATIBLE_S3BACKER_VERSION: &str = "2.1.6";
 const USAGE: &str = "\
 Usage:
   s3backer [options] bucket[/subdir] /mount/point          the disk as a file (FUSE)
-  s3backer --nbd [options] bucket[/subdir] /dev/nbdX       NBD device (not supported yet)
+  s3backer --nbd [options] bucket[/subdir] /dev/nbdX       the disk as a kernel block device (nbdkit + nbd-client)
   s3backer --test [options] dir /mount/point               a local directory instead of a bucket (FUSE)
   s3backer --erase [options] bucket[/subdir]               delete every block, then exit
   s3backer --reset-mounted-flag [options] bucket[/subdir]  clear the \"already mounted\" flag
@@ -27,7 +27,10 @@ Sizes are a byte count or a number with one suffix k, m, g, t, p, e (powers of t
 
 const GENERAL_OPTIONS: [(&str, &str); 6] = [
     ("-f", "stay in the foreground, log to stderr"),
-    ("-d", "FUSE debug output; implies -f and --debug"),
+    (
+        "-d",
+        "FUSE debug output (with --nbd: nbdkit --verbose); implies -f and --debug",
+    ),
     ("-F FILE", "same as --configFile=FILE"),
     (
         "-o OPTION[,OPTION...]",

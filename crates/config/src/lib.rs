@@ -12,7 +12,8 @@
 //!    credentials read: the result is a [`Config`].
 //!
 //! [`parse_command_line`] and [`parse_nbdkit_params`] are the two entry points; the nbdkit one
-//! builds an argument list and goes through the same stages. The [`flags`] table is the one
+//! builds an argument list and goes through the same stages. `s3backer --nbd` is the command
+//! line with the wrapper's rules (`nbd`): its [`Config`] carries [`NbdSettings`]. The [`flags`] table is the one
 //! description of every flag: it drives parsing, value checks, [`help_text`] and the
 //! "not supported yet" answers. All access to environment variables and `$HOME` goes
 //! through [`Environment`], so tests are hermetic. Warnings are returned in
@@ -29,6 +30,7 @@ mod env;
 mod error;
 pub mod flags;
 mod help;
+mod nbd;
 mod nbdkit;
 mod raw;
 mod resolve;
@@ -76,11 +78,16 @@ pub fn parse_command_line(args: &[String], env: &Environment) -> Result<Invocati
             _ => {}
         }
     }
-    let argv = args.iter().map(|a| (a.clone(), Origin::Arg)).collect();
+    let (args, nbd) = nbd::take_leading_nbd(args)?;
+    if nbd {
+        nbd::check_wrapper_args(&args)?;
+    }
+    let argv = args.into_iter().map(|a| (a, Origin::Arg)).collect();
     match RawArgs::sort(expand(argv)?, Front::CommandLine)? {
         Sorted::Help => Ok(Invocation::Help(help_text())),
         Sorted::Version => Ok(Invocation::Version(version_text())),
-        Sorted::Args(raw) => {
+        Sorted::Args(mut raw) => {
+            raw.nbd = nbd;
             resolve::resolve(raw, Front::CommandLine, None, env).map(Invocation::Run)
         }
     }

@@ -79,6 +79,12 @@ pub(crate) struct RawArgs {
     /// `-d`: FUSE debug, which also means `--debug`.
     pub fuse_debug: bool,
     pub used_config_file: bool,
+    /// `--nbd` was given (first, on the command line: see `nbd.rs`).
+    pub nbd: bool,
+    /// `--nbd-flag` values in order (repeatable, unlike other flags).
+    pub nbd_flags: Vec<String>,
+    /// `--nbd-param` values in order.
+    pub nbd_params: Vec<String>,
 }
 
 /// Result of sorting: `--help`/`--version` end parsing at once.
@@ -145,6 +151,7 @@ impl RawArgs {
                         })?;
                         seq += 1;
                         raw.set(def, value, origin, seq, Form::Long { next_text })?;
+                        raw.collect_repeatable(def, value);
                     }
                     _ if arg.starts_with('-') && arg.len() > 1 => {
                         raw.fuse_option(front, false, &arg);
@@ -157,6 +164,7 @@ impl RawArgs {
                         Some(def) => {
                             seq += 1;
                             raw.set(def, value, origin, seq, Form::OptItem)?;
+                            raw.collect_repeatable(def, value);
                         }
                         None if front == Front::Plugin => {
                             raw.ignored_fuse_args.push(format!("-o {item}"));
@@ -185,6 +193,16 @@ impl RawArgs {
         }
     }
 
+    /// `--nbd-flag` and `--nbd-param` add up instead of overwriting: keep every value.
+    fn collect_repeatable(&mut self, def: &FlagDef, value: Option<&str>) {
+        let list = match def.name {
+            "nbd-flag" => &mut self.nbd_flags,
+            "nbd-param" => &mut self.nbd_params,
+            _ => return,
+        };
+        list.extend(value.map(str::to_owned));
+    }
+
     fn set(
         &mut self,
         def: &'static FlagDef,
@@ -198,6 +216,22 @@ impl RawArgs {
             Form::Long { .. } => format!("--{}", def.name),
         };
         let fail = |msg: String| Err(ConfigError::invalid(msg).at(origin.location()));
+        if def.name == "nbd" {
+            // A leading `--nbd` never gets here (parse_command_line takes it out first), so
+            // this one is misplaced: facts §1.8.
+            return fail(match &origin {
+                Origin::File(_) => {
+                    "--nbd is not supported in config files: give it first on the command line"
+                        .to_owned()
+                }
+                Origin::Param(key) => format!(
+                    "{key} cannot be used with the nbdkit plugin (run `s3backer --nbd ...` to attach a device)"
+                ),
+                Origin::Arg => format!(
+                    "{shown} must come first, before the bucket and device arguments: s3backer --nbd [flags] bucket[/subdir] /dev/nbdX"
+                ),
+            });
+        }
         let value = match (def.kind, value) {
             (Kind::Value, None) => {
                 let placeholder = match (form, def.arg) {

@@ -17,8 +17,8 @@ use crate::flags::{self, Support};
 use crate::raw::{Front, RawArgs, Setting};
 use crate::size::{self, format_size};
 use crate::types::{
-    AuthVersion, CacheSettings, Config, DEFAULT_BLOCK_SIZE, FuseSettings, Mode, S3Settings,
-    StatsSettings, SurveySettings,
+    AuthVersion, CacheSettings, Config, CredentialSource, Credentials, DEFAULT_BLOCK_SIZE,
+    FuseSettings, Mode, S3Settings, StatsSettings, SurveySettings,
 };
 
 /// Default `--ioThreads`.
@@ -44,6 +44,15 @@ pub(crate) fn resolve(
     let mode = mode(&raw)?;
     let test_mode = raw.has("test");
     let (bucket_arg, mount_point) = positionals(&raw, front, plugin_bucket, &mode, &mut warnings)?;
+    let nbd = match (&mount_point, raw.nbd) {
+        (Some(device), true) => Some(crate::nbd::settings(
+            &raw,
+            &bucket_arg.0,
+            device,
+            &mut warnings,
+        )?),
+        _ => None,
+    };
     let (bucket, prefix) = bucket_and_prefix(&raw, front, &bucket_arg, test_mode)?;
     let geometry = geometry(&raw, front, test_mode)?;
     let s3 = s3_settings(&raw, front, &geometry, test_mode, env, &mut warnings)?;
@@ -107,6 +116,7 @@ pub(crate) fn resolve(
         test_delays: raw.has("test-delays"),
         test_discard: raw.has("test-discard"),
         mount_point,
+        nbd,
         block_size: geometry.block_size,
         size: geometry.size,
         no_auto_detect: raw.has("noAutoDetect"),
@@ -143,6 +153,18 @@ fn check_flags(raw: &RawArgs, front: Front, warnings: &mut Vec<String>) -> Resul
         }
         match s.def.support {
             Support::Yes | Support::FuseOnly => {}
+            Support::NbdOnly => match front {
+                Front::Plugin => {
+                    return Err(s.error(format!(
+                        "{} cannot be used with the nbdkit plugin (it is an option of `s3backer --nbd`)",
+                        s.flag_ref()
+                    )));
+                }
+                Front::CommandLine if !raw.nbd => {
+                    return Err(s.error(format!("{} can only be used with --nbd", s.shown())));
+                }
+                Front::CommandLine => {}
+            },
             Support::CommandLineOnly => {
                 if front == Front::Plugin {
                     return Err(s.error(format!(
@@ -176,6 +198,11 @@ fn check_flags(raw: &RawArgs, front: Front, warnings: &mut Vec<String>) -> Resul
 }
 
 fn mode(raw: &RawArgs) -> Result<Mode, ConfigError> {
+    if raw.nbd
+        && let Some(s) = raw.get("erase").or(raw.get("reset-mounted-flag"))
+    {
+        return Err(s.error(format!("{} cannot be used with --nbd", s.flag_ref())));
+    }
     match (raw.get("erase"), raw.get("reset-mounted-flag")) {
         (Some(e), Some(r)) => Err(e.error(format!(
             "{} and {} cannot be used together",
@@ -196,6 +223,12 @@ fn positionals(
     mode: &Mode,
     warnings: &mut Vec<String>,
 ) -> Result<((String, Origin), Option<String>), ConfigError> {
+    if raw.nbd && raw.positionals.len() != 2 {
+        return Err(ConfigError::invalid(format!(
+            "--nbd needs two arguments, bucket[/subdir] and the device (/dev/nbdX); got {}",
+            raw.positionals.len()
+        )));
+    }
     let mut list: Vec<(String, Origin)> = plugin_bucket.into_iter().collect();
     list.extend(raw.positionals.iter().cloned());
     let mut list = list.into_iter();
@@ -501,6 +534,16 @@ fn s3_settings(
                 .find_map(|n| raw.get(n));
             e.at(located.and_then(Setting::location))
         })?;
+        if let Some(Credentials {
+            source: CredentialSource::AccessFile(path),
+            ..
+        }) = &creds
+        {
+            warnings.extend(credentials::exposed_secret_file_warning(
+                path,
+                "access file",
+            ));
+        }
         let chose_anonymous = raw.text("accessId") == Some("");
         if creds.is_none() && !chose_anonymous && !raw.has("readOnly") && !base_url_explicit {
             warnings.push(format!(
@@ -510,6 +553,14 @@ fn s3_settings(
         }
         creds
     };
+
+    if let Some(s) = raw.get("insecure") {
+        warnings.push(format!(
+            "{}: the server's TLS certificate is NOT verified; anyone between this machine and \
+             the server can read and change the disk's data and steal the access key",
+            s.flag_ref()
+        ));
+    }
 
     Ok(S3Settings {
         base_url,

@@ -217,10 +217,86 @@ pub struct SurveySettings {
     pub threads: usize,
 }
 
+/// One s3backer flag the `--nbd` wrapper hands to the plugin as `s3b_<name>=<value|true>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PluginFlag {
+    /// The flag's name (from the flag table).
+    pub name: &'static str,
+    /// Its value; `None` for an on/off flag that is on (or a bare `--compress`).
+    pub value: Option<String>,
+}
+
+impl PluginFlag {
+    /// Whether the value is a secret that must never appear on a command line (`ps`).
+    pub fn is_secret(&self) -> bool {
+        matches!(self.name, "password" | "accessKey")
+    }
+}
+
+impl fmt::Debug for PluginFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.value, self.is_secret()) {
+            (None, _) => write!(f, "{}", self.name),
+            (Some(_), true) => write!(f, "{}=***", self.name),
+            (Some(v), false) => write!(f, "{}={v:?}", self.name),
+        }
+    }
+}
+
+/// `--nbd-max-request`: the device's `max_sectors_kb`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaxRequest {
+    /// The disk's block size (the default): a block-aligned request never spans two blocks'
+    /// worth of partial writes, and no block is split across requests.
+    BlockSize,
+    /// Leave the kernel's value (`--nbd-max-request=0`).
+    Kernel,
+    /// This many bytes (a multiple of 1 KiB, at least 4 KiB).
+    Bytes(u64),
+}
+
+/// `s3backer --nbd`: how the wrapper runs nbdkit and attaches the device (`crates/cli`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NbdSettings {
+    /// The device, as given (`/dev/nbd0`).
+    pub device: String,
+    /// The bucket argument as given (`bucket[/subdir]`, or the `--test` directory): nbdkit's
+    /// `bucket=` parameter.
+    pub bucket_arg: String,
+    /// Every s3backer flag for the plugin, config files expanded, in order of last appearance;
+    /// wrapper-only and FUSE-only flags left out (`-d` shows up here as `debug`).
+    pub plugin_flags: Vec<PluginFlag>,
+    /// `--nbd-flag` values, in order: nbdkit arguments before the plugin name.
+    pub nbdkit_flags: Vec<String>,
+    /// `--nbd-param` values, in order: nbdkit arguments after the plugin parameters.
+    pub nbdkit_params: Vec<String>,
+    /// `--nbd-plugin`: a plugin name or the path of a `.so` (default `s3backer`).
+    pub plugin: String,
+    /// `--nbd-connections` (nbd-client `-C`, default 4).
+    pub connections: u32,
+    /// `--nbd-timeout` in seconds (nbd-client `-t`, default 600); `None` = not set.
+    pub timeout: Option<u32>,
+    /// `--nbd-sector-size` (nbd-client `-b`, default 4096).
+    pub sector_size: u32,
+    /// `--nbd-max-request`.
+    pub max_request: MaxRequest,
+}
+
+/// Default `--nbd-connections`.
+pub const DEFAULT_NBD_CONNECTIONS: u32 = 4;
+/// Upper bound for `--nbd-connections`.
+pub const MAX_NBD_CONNECTIONS: u32 = 64;
+/// Default `--nbd-timeout` (seconds).
+pub const DEFAULT_NBD_TIMEOUT: u32 = 600;
+/// Default `--nbd-sector-size`.
+pub const DEFAULT_NBD_SECTOR_SIZE: u32 = 4096;
+/// Default `--nbd-plugin`.
+pub const DEFAULT_NBD_PLUGIN: &str = "s3backer";
+
 /// What the invocation asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// Serve the disk (nbdkit plugin; or FUSE / `--nbd` from the CLI, which later issues build).
+    /// Serve the disk: nbdkit plugin, FUSE mount, or the `--nbd` device ([`Config::nbd`]).
     Serve,
     /// `--erase`: delete every block and the mount token.
     Erase,
@@ -243,6 +319,8 @@ pub struct Config {
     pub test_discard: bool,
     /// Mount point / device positional, when given.
     pub mount_point: Option<String>,
+    /// `--nbd`: attach the disk as a kernel NBD device (then `mount_point` is the device).
+    pub nbd: Option<NbdSettings>,
     /// `--blockSize` when given.
     pub block_size: Option<u32>,
     /// `--size` when given.

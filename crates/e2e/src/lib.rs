@@ -5,13 +5,18 @@
 //! Nothing is mocked here. A missing tool is a test failure that names the tool (the setup
 //! script installs all of them); no test skips silently.
 
+pub mod cluster;
+pub mod faults;
 pub mod fuse;
 pub mod garage;
 pub mod nbdkit;
 pub mod original;
 pub mod tls;
 pub mod tools;
+pub mod vm;
 
+pub use cluster::Cluster;
+pub use faults::{FaultPlan, FaultProxy, VerifyingLoad};
 pub use garage::Garage;
 pub use nbdkit::Nbdkit;
 pub use original::Original;

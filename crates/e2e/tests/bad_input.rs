@@ -181,7 +181,10 @@ fn command_line_errors_are_one_line() {
     cli_refuses(&["--size", "1g", "--erase", "bucket"], "--size=");
     cli_refuses(&["--erase", "--size=1g", "bucket", "/mnt"], "mount point");
     cli_refuses(&["--size=1g", "bucket"], "no mount point");
-    cli_refuses(&["--nbd", "bucket", "/dev/nbd0"], "not supported yet");
+    cli_refuses(
+        &["--nbd", "-o", "x", "bucket", "/dev/nbd0"],
+        "invalid flag \"-o\" with --nbd",
+    );
     cli_refuses(
         &["--configFile=/nonexistent/s3b.conf", "bucket"],
         "/nonexistent/s3b.conf",

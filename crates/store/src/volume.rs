@@ -716,7 +716,10 @@ fn open_cache_file(
 fn forbid_core_dumps() {
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        log::debug!("cannot turn core dumps off: {}", std::io::Error::last_os_error());
+        log::debug!(
+            "cannot turn core dumps off: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

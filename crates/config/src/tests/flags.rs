@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{err, err_exact, no_env, ok, parse_with, plugin};
 use crate::flags::FLAGS;
 use crate::testutil::TempDir;
-use crate::{AuthVersion, ErrorKind, Mode, parse_command_line};
+use crate::{AuthVersion, ErrorKind, Invocation, Mode, parse_command_line};
 
 #[test]
 fn every_flag_has_a_test() {
@@ -791,7 +791,7 @@ fn md5_cache_zero_is_accepted() {
     not_supported(&["--minWriteDelay=500"]);
 }
 
-// ---- Survey, stats file, --nbd ----
+// ---- Survey and stats file ----
 
 #[test]
 fn list_blocks() {
@@ -819,15 +819,171 @@ fn stats_file_mirror() {
     assert!(err(&["--statsFileMirrorInterval=0"]).contains("--statsFileMirrorInterval"));
 }
 
+// ---- NBD device ----
+
+/// `s3backer --nbd [list] mybucket /dev/nbd0`, which must parse.
+fn nbd_ok(list: &[&str]) -> crate::NbdSettings {
+    let mut full = vec!["--nbd"];
+    full.extend_from_slice(list);
+    full.extend(["mybucket", "/dev/nbd0"]);
+    let c = parse_with(&full, &no_env()).unwrap_or_else(|e| panic!("{list:?}: {e}"));
+    c.nbd.expect("nbd settings")
+}
+
+fn nbd_err(list: &[&str]) -> String {
+    let mut full = vec!["--nbd"];
+    full.extend_from_slice(list);
+    full.extend(["mybucket", "/dev/nbd0"]);
+    parse_with(&full, &no_env()).unwrap_err().to_string()
+}
+
 #[test]
 fn nbd_wrapper() {
-    let e = parse_command_line(&super::argv(&["--nbd", "mybucket", "/dev/nbd0"]), &no_env())
-        .unwrap_err();
+    let e = parse_command_line(&super::argv(&["--nbd", "mybucket", "/dev/nbd0"]), &no_env());
+    let Ok(Invocation::Run(c)) = e else {
+        panic!("{e:?}")
+    };
+    let nbd = c.nbd.expect("nbd settings");
     assert_eq!(
-        e.to_string(),
-        "\"--nbd\" is not supported yet by this release (planned: the --nbd wrapper)"
+        (nbd.bucket_arg.as_str(), nbd.device.as_str()),
+        ("mybucket", "/dev/nbd0")
     );
-    not_supported(&["--nbd-flag=--verbose"]);
-    not_supported(&["--nbd-param=x"]);
+    assert_eq!(c.mount_point.as_deref(), Some("/dev/nbd0"));
+    assert!(ok(&[]).nbd.is_none());
+    // Wrapper-only flags without --nbd, and as plugin parameters.
+    for flag in [
+        "--nbd-flag=--verbose",
+        "--nbd-param=x",
+        "--nbd-plugin=p",
+        "--nbd-connections=2",
+    ] {
+        let name = flag.split('=').next().unwrap_or_default();
+        assert_eq!(err(&[flag]), format!("{flag} can only be used with --nbd"));
+        let key = &name[2..];
+        let e = plugin(&[("bucket", "mybucket"), (key, "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be used with the nbdkit plugin"), "{e}");
+    }
     assert_eq!(err(&["--nbd-flag="]), "--nbd-flag: empty value");
+}
+
+#[test]
+fn nbd_flag_and_param_are_repeatable_and_kept_raw() {
+    let n = nbd_ok(&[
+        "--nbd-flag=--threads=32",
+        "--nbd-param=--foo bar",
+        "--nbd-flag=--filter=cow",
+        "--nbd-param=x=y;z",
+    ]);
+    assert_eq!(n.nbdkit_flags, ["--threads=32", "--filter=cow"]);
+    assert_eq!(n.nbdkit_params, ["--foo bar", "x=y;z"]);
+    assert!(n.plugin_flags.is_empty(), "{:?}", n.plugin_flags);
+}
+
+#[test]
+fn nbd_plugin() {
+    assert_eq!(nbd_ok(&[]).plugin, "s3backer");
+    assert_eq!(
+        nbd_ok(&["--nbd-plugin=/opt/nbdkit-s3backer-plugin.so"]).plugin,
+        "/opt/nbdkit-s3backer-plugin.so"
+    );
+    assert_eq!(
+        nbd_err(&["--nbd-plugin=-x"]),
+        "--nbd-plugin=-x: must not start with '-'"
+    );
+}
+
+#[test]
+fn nbd_connections() {
+    assert_eq!(nbd_ok(&[]).connections, 4);
+    assert_eq!(nbd_ok(&["--nbd-connections=1"]).connections, 1);
+    assert_eq!(nbd_ok(&["--nbd-connections=64"]).connections, 64);
+    assert_eq!(
+        nbd_err(&["--nbd-connections=65"]),
+        "--nbd-connections=65: at most 64"
+    );
+    assert!(nbd_err(&["--nbd-connections=0"]).contains("must be at least 1"));
+}
+
+#[test]
+fn nbd_timeout() {
+    assert_eq!(nbd_ok(&[]).timeout, Some(600));
+    assert_eq!(nbd_ok(&["--nbd-timeout=30"]).timeout, Some(30));
+    assert_eq!(nbd_ok(&["--nbd-timeout=0"]).timeout, None);
+    assert!(nbd_err(&["--nbd-timeout=-1"]).starts_with("--nbd-timeout: invalid value"));
+}
+
+#[test]
+fn nbd_sector_size() {
+    assert_eq!(nbd_ok(&[]).sector_size, 4096);
+    assert_eq!(nbd_ok(&["--nbd-sector-size=512"]).sector_size, 512);
+    assert_eq!(
+        nbd_err(&["--nbd-sector-size=8192"]),
+        "--nbd-sector-size: invalid value \"8192\": must be one of 512, 1024, 2048, 4096"
+    );
+}
+
+#[test]
+fn nbd_max_request() {
+    use crate::MaxRequest;
+    assert_eq!(nbd_ok(&[]).max_request, MaxRequest::BlockSize);
+    assert_eq!(
+        nbd_ok(&["--nbd-max-request=0"]).max_request,
+        MaxRequest::Kernel
+    );
+    assert_eq!(
+        nbd_ok(&["--nbd-max-request=1m"]).max_request,
+        MaxRequest::Bytes(1 << 20)
+    );
+    for bad in ["1k", "6000", "4g"] {
+        assert!(
+            nbd_err(&[&format!("--nbd-max-request={bad}")]).contains("must be a multiple of 1k"),
+            "{bad}"
+        );
+    }
+    assert!(nbd_err(&["--nbd-max-request=x"]).contains("invalid size"));
+}
+
+#[test]
+fn secrets_in_files_open_to_others_and_insecure_tls_warn() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let pw = dir.write("pw", "s3cret\n");
+    let keys = dir.write("keys", "AKID:SECRET\n");
+    let set_mode = |p: &str, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let exposed = |c: &crate::Config, what: &str| {
+        c.warnings
+            .iter()
+            .any(|w| w.contains(what) && w.contains("accessible by other users"))
+    };
+    let args_pw = ["--encrypt".to_string(), format!("--passwordFile={pw}")];
+    let args_pw: Vec<&str> = args_pw.iter().map(String::as_str).collect();
+    let args_keys = format!("--accessFile={keys}");
+
+    set_mode(&pw, 0o644);
+    let c = ok(&args_pw);
+    assert!(exposed(&c, "password file"), "{:?}", c.warnings);
+    assert!(c.warnings.iter().all(|w| !w.contains("s3cret")));
+    set_mode(&pw, 0o600);
+    assert!(!exposed(&ok(&args_pw), "password file"));
+
+    set_mode(&keys, 0o640);
+    let c = ok(&[&args_keys]);
+    assert!(exposed(&c, "access file"), "{:?}", c.warnings);
+    assert!(c.warnings.iter().all(|w| !w.contains("SECRET")));
+    set_mode(&keys, 0o400);
+    assert!(!exposed(&ok(&[&args_keys]), "access file"));
+
+    let c = ok(&["--accessId=", "--insecure"]);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("--insecure:") && w.contains("NOT verified")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(ok(&["--accessId="]).warnings.is_empty());
 }

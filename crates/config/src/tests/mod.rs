@@ -1,10 +1,11 @@
 //! Tests through the public entry points: one test per flag or flag family (`flags.rs`),
 //! the command line as a whole (`command_line.rs`), credential precedence
-//! (`credentials.rs`) and nbdkit parameters (`nbdkit.rs`).
+//! (`credentials.rs`), the `--nbd` wrapper's rules (`nbd.rs`) and nbdkit parameters (`nbdkit.rs`).
 
 mod command_line;
 mod credentials;
 mod flags;
+mod nbd;
 mod nbdkit;
 
 use crate::{

@@ -142,7 +142,10 @@ fn command_line_modes_are_refused() {
         "erase cannot be used with the nbdkit plugin (it is a mode of the s3backer command)"
     );
     plugin(&[("bucket", "mybucket"), ("erase", "false")]).unwrap();
-    assert!(plugin_err(&[("bucket", "mybucket"), ("nbd", "true")]).contains("not supported yet"));
+    assert_eq!(
+        plugin_err(&[("bucket", "mybucket"), ("nbd", "true")]),
+        "nbd cannot be used with the nbdkit plugin (run `s3backer --nbd ...` to attach a device)"
+    );
 }
 
 #[test]

@@ -499,13 +499,19 @@ impl Inner {
         }
     }
 
-    /// Waits while `--blockCacheMaxDirty` blocks are dirty.
-    fn wait_for_dirty_room(&self) {
+    /// Waits while `--blockCacheMaxDirty` blocks are dirty. Like a FLUSH, the wait ends in an
+    /// error once an upload fails after its whole retry budget: during an outage room never
+    /// comes, and the writer must get EIO in the time any other request would, not hang.
+    fn wait_for_dirty_room(&self) -> StoreResult<()> {
         let Some(max) = self.opts.max_dirty else {
-            return;
+            return Ok(());
         };
+        let errors_before = self.error_count.load(Ordering::Acquire);
         let mut s = lock(&self.state);
         while s.dirty >= max as usize && !self.stopping.load(Ordering::Acquire) {
+            if self.error_count.load(Ordering::Acquire) != errors_before {
+                return Err(self.writeback_error());
+            }
             s.pressure = true;
             self.work.notify_all();
             s = self
@@ -514,10 +520,12 @@ impl Inner {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        Ok(())
     }
 
     fn write(&self, block: BlockNum, data: Option<&[u8]>) -> StoreResult<()> {
-        self.wait_for_dirty_room();
+        self.wait_for_dirty_room()?;
+        let errors_before = self.error_count.load(Ordering::Acquire);
         let (slot, id, hit) = {
             let mut s = lock(&self.state);
             let hit = s.entries.contains_key(&block);
@@ -526,6 +534,11 @@ impl Inner {
                     WritePlan::Slot { slot, id } => break (slot, id, hit),
                     WritePlan::Wait => {
                         // Everything held is unwritten data: let it all go out now, then retry.
+                        // If the uploads fail for good, no slot will free while the server is
+                        // away: give this write the upload's error instead of waiting it out.
+                        if self.error_count.load(Ordering::Acquire) != errors_before {
+                            return Err(self.writeback_error());
+                        }
                         s.pressure = true;
                         self.work.notify_all();
                         s = self

@@ -5,6 +5,7 @@
 use super::cache_file::{CacheFile, FileHeader, identity_of};
 use super::*;
 use crate::backend::ObjectBackend;
+use crate::backend::faulty::FaultyBackend;
 use crate::backend::memory::{MemoryBackend, Op};
 use crate::format::keys::KeyFormat;
 use crate::layers::ObjectBlocks;
@@ -154,6 +155,91 @@ fn a_full_cache_writes_out_early_instead_of_failing() {
             "block {b}"
         );
     }
+    c.shutdown().expect("shutdown");
+}
+
+/// A cache whose object store is a `FaultyBackend` over `mem`, with `all_fail` as the outage
+/// switch.
+fn cache_over_faulty(
+    mem: &Arc<MemoryBackend>,
+    o: CacheOptions,
+) -> (BlockCache, Arc<FaultyBackend>) {
+    let faulty = Arc::new(FaultyBackend::new(mem.clone()));
+    let backend: Arc<dyn ObjectBackend> = faulty.clone();
+    let objects = Arc::new(ObjectBlocks::new(
+        backend,
+        KeyFormat {
+            prefix: String::new(),
+            hashed: false,
+        },
+        Geometry {
+            block_size: BS,
+            num_blocks: 64,
+        },
+        false,
+    ));
+    let c = BlockCache::in_memory(objects, o);
+    c.start().expect("start");
+    (c, faulty)
+}
+
+/// During an outage no slot frees: a write that needs one gets the upload's error (after the
+/// store's own retries), instead of waiting for the server to come back. Nothing is lost: the
+/// unwritten blocks go out once it does.
+#[test]
+fn a_write_into_a_full_cache_fails_while_uploads_fail_and_nothing_is_lost() {
+    let mem = Arc::new(MemoryBackend::new());
+    let (c, faulty) = cache_over_faulty(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(60),
+            ..opts(4)
+        },
+    );
+    faulty.all_fail.store(true, Ordering::SeqCst);
+    for b in 0..4 {
+        c.write_block(b, &block(b as u8 + 1))
+            .expect("write into a free slot");
+    }
+    match c.write_block(4, &block(5)) {
+        Err(StoreError::Writeback(_)) => {}
+        other => panic!("expected a write-back error, got {other:?}"),
+    }
+    faulty.all_fail.store(false, Ordering::SeqCst);
+    c.write_block(4, &block(5)).expect("write after the outage");
+    c.flush().expect("flush");
+    for b in 0..5u32 {
+        assert_eq!(
+            mem.object(&format!("{b:08x}")).map(|o| o.body),
+            Some(block(b as u8 + 1)),
+            "block {b}"
+        );
+    }
+    c.shutdown().expect("shutdown");
+}
+
+/// The same for a writer held back by `--blockCacheMaxDirty`.
+#[test]
+fn a_writer_held_by_max_dirty_fails_while_uploads_fail() {
+    let mem = Arc::new(MemoryBackend::new());
+    let (c, faulty) = cache_over_faulty(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(60),
+            max_dirty: Some(2),
+            ..opts(32)
+        },
+    );
+    faulty.all_fail.store(true, Ordering::SeqCst);
+    c.write_block(0, &block(1)).expect("write");
+    c.write_block(1, &block(2)).expect("write");
+    match c.write_block(2, &block(3)) {
+        Err(StoreError::Writeback(_)) => {}
+        other => panic!("expected a write-back error, got {other:?}"),
+    }
+    faulty.all_fail.store(false, Ordering::SeqCst);
+    c.flush().expect("flush");
+    assert_eq!(mem.object("00000001").map(|o| o.body), Some(block(2)));
     c.shutdown().expect("shutdown");
 }
 
