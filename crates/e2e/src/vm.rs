@@ -15,8 +15,15 @@ use std::process::Command;
 use std::time::Instant;
 
 /// `run-vm.sh`, where CI checks it out.
+/// `$S3B_KERNEL_NBD_DIR/run-vm.sh` if set, else `../shared/tools/kernel-nbd/` beside the
+/// checkout (where developers and CI have it).
 pub fn run_vm_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/kernel-nbd/run-vm.sh")
+    match std::env::var_os("S3B_KERNEL_NBD_DIR") {
+        Some(dir) => PathBuf::from(dir).join("run-vm.sh"),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/kernel-nbd/run-vm.sh")
+        }
+    }
 }
 
 /// What a scenario run left.
@@ -36,7 +43,7 @@ pub fn run_scenario(scenario: &str, timeout: u32) -> VmRun {
     assert!(
         run_vm.exists(),
         "{} is missing: the kernel VM harness is expected in ../shared/tools/kernel-nbd beside \
-         the checkout",
+         the checkout (or set S3B_KERNEL_NBD_DIR)",
         run_vm.display()
     );
     let share = TempDir::new("knbd-share");

@@ -11,8 +11,9 @@
 //! * "PUT applied, reply lost" is retried harmlessly.
 //! * A corrupted GET body or a wrong ETag is caught and the block fetched again, for plain,
 //!   zstd, deflate and encrypted blocks.
-//! * Ignored, a known gap: a write into a block cache full of unwritten blocks waits for the
-//!   server's return instead of failing (see the test).
+//! * A write into a block cache full of unwritten blocks fails like any request that needs the
+//!   server (EIO after the retry budget), instead of waiting for the server's return (found by
+//!   this test; fixed in `BlockCache::write`).
 //!
 //! Every test prints its numbers (`--nocapture` shows them): faults injected, bytes verified.
 
