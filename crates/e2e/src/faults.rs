@@ -6,7 +6,8 @@
 //! answers a share of the requests itself or damages the answer: `500 InternalError`,
 //! `503 SlowDown` with `Retry-After: 1`, a reset before forwarding, a reset after forwarding (the
 //! request was applied, the reply is lost), a stall longer than the client's `--timeout`, a body
-//! cut short of its `Content-Length`, one flipped body byte, a wrong `ETag`. [`FaultProxy::set_down`]
+//! cut short of its `Content-Length`, one flipped body byte, a wrong `ETag`, an answer trickling
+//! over a slow link. [`FaultProxy::set_down`]
 //! makes the server vanish (listener closed, every connection dropped) and come back. Counters
 //! say what was injected, so a test can prove its faults happened.
 //!
@@ -61,6 +62,11 @@ pub struct FaultPlan {
     pub corrupt_body: f64,
     /// Forwarded; the `ETag` of a successful answer is replaced by another valid-looking one.
     pub wrong_etag: f64,
+    /// Forwarded; the answer trickles out at `slow_bytes_per_sec` (a slow link, not a failure:
+    /// within the client's `--timeout` it must succeed without a retry).
+    pub slow: f64,
+    /// The rate of a slow answer.
+    pub slow_bytes_per_sec: u64,
     /// How long a stalled answer is held (make it longer than the client's `--timeout`).
     pub stall_for: Duration,
     /// The HTTP methods faults apply to; empty: all.
@@ -78,6 +84,8 @@ impl Default for FaultPlan {
             truncate: 0.0,
             corrupt_body: 0.0,
             wrong_etag: 0.0,
+            slow: 0.0,
+            slow_bytes_per_sec: 64 * 1024,
             stall_for: Duration::from_secs(3),
             methods: Vec::new(),
         }
@@ -100,6 +108,7 @@ impl FaultPlan {
             + self.truncate
             + self.corrupt_body
             + self.wrong_etag
+            + self.slow
     }
 }
 
@@ -114,6 +123,7 @@ enum Fault {
     Truncate,
     CorruptBody,
     WrongEtag,
+    Slow,
 }
 
 /// What the proxy saw and did (a snapshot of its counters).
@@ -139,6 +149,8 @@ pub struct FaultCounts {
     pub corrupt_body: u64,
     /// Wrong ETags.
     pub wrong_etag: u64,
+    /// Answers sent slowly (not failures: not in [`FaultCounts::injected`]).
+    pub slow: u64,
     /// Requests dropped and connections refused while the server was down.
     pub refused: u64,
     /// Server answers framed by `Content-Length` (or bodiless by definition: HEAD, 204, 304).
@@ -150,7 +162,7 @@ pub struct FaultCounts {
 }
 
 impl FaultCounts {
-    /// Faults injected (the down switch not included).
+    /// Faults injected that fail a request (the down switch and slow answers not included).
     pub fn injected(&self) -> u64 {
         self.error_500
             + self.error_503
@@ -175,6 +187,7 @@ struct Counters {
     truncate: AtomicU64,
     corrupt_body: AtomicU64,
     wrong_etag: AtomicU64,
+    slow: AtomicU64,
     refused: AtomicU64,
     length_framed: AtomicU64,
     chunked: AtomicU64,
@@ -315,6 +328,7 @@ impl FaultProxy {
             truncate: g(&c.truncate),
             corrupt_body: g(&c.corrupt_body),
             wrong_etag: g(&c.wrong_etag),
+            slow: g(&c.slow),
             refused: g(&c.refused),
             length_framed: g(&c.length_framed),
             chunked: g(&c.chunked),
@@ -399,6 +413,7 @@ impl Shared {
             (plan.truncate, Fault::Truncate),
             (plan.corrupt_body, Fault::CorruptBody),
             (plan.wrong_etag, Fault::WrongEtag),
+            (plan.slow, Fault::Slow),
         ];
         let mut acc = 0.0;
         for (share, fault) in table {
@@ -884,10 +899,30 @@ fn serve(shared: &Shared, id: u64, client: TcpStream) {
             }
             None => out.extend_from_slice(&resp.body),
         }
-        if client.write_all(&out).is_err() || req.close || resp.close {
+        let written = if fault == Some(Fault::Slow) {
+            bump(&c.slow);
+            let rate = lock(&shared.plan).slow_bytes_per_sec.max(1024);
+            note(&format!("answer sent at {rate} bytes/s"));
+            write_slowly(&mut client, &out, rate)
+        } else {
+            client.write_all(&out)
+        };
+        if written.is_err() || req.close || resp.close {
             return;
         }
     }
+}
+
+/// Writes `bytes` in 1 KiB pieces paced to `rate` bytes per second: a slow link.
+fn write_slowly(w: &mut impl Write, bytes: &[u8], rate: u64) -> std::io::Result<()> {
+    const PIECE: usize = 1024;
+    let pause = Duration::from_secs_f64(PIECE as f64 / rate as f64);
+    for piece in bytes.chunks(PIECE) {
+        w.write_all(piece)?;
+        w.flush()?;
+        std::thread::sleep(pause);
+    }
+    Ok(())
 }
 
 /// The verifying load, in Python with libnbd (see the module doc). Commands on stdin, one reply

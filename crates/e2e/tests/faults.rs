@@ -4,7 +4,8 @@
 //! of everything against a model), with and without the block cache.
 //!
 //! * Transient faults (10 % of requests: 500, 503 SlowDown, resets, truncated bodies, stalls
-//!   past `--timeout`) never reach the client and never corrupt a byte; the bucket, read back
+//!   past `--timeout`; 3 % more over a slow link) never reach the client and never corrupt a
+//!   byte; the bucket, read back
 //!   without the proxy and without a cache, holds exactly the model.
 //! * An outage longer than the retry budget is a clean EIO for the requests that need the
 //!   server, in bounded time, and everything works again once the server is back.
@@ -119,8 +120,9 @@ fn bucket_matches_model(bucket: &str, model: &std::path::Path) -> usize {
 fn describe(c: &FaultCounts) -> String {
     format!(
         "{} requests, {} forwarded, {} faults injected (500: {}, 503: {}, reset before: {}, \
-         reset after: {}, stall: {}, truncated: {}, corrupted: {}, wrong ETag: {}), {} refused \
-         while down; server answers: {} length-framed, {} chunked, {} close-delimited",
+         reset after: {}, stall: {}, truncated: {}, corrupted: {}, wrong ETag: {}), {} slow \
+         answers, {} refused while down; server answers: {} length-framed, {} chunked, {} \
+         close-delimited",
         c.requests,
         c.forwarded,
         c.injected(),
@@ -132,6 +134,7 @@ fn describe(c: &FaultCounts) -> String {
         c.truncate,
         c.corrupt_body,
         c.wrong_etag,
+        c.slow,
         c.refused,
         c.length_framed,
         c.chunked,
@@ -139,7 +142,7 @@ fn describe(c: &FaultCounts) -> String {
     )
 }
 
-/// 10 % of all requests fail transiently.
+/// 10 % of all requests fail transiently; 3 % more are answered over a slow link.
 fn transient_mix() -> FaultPlan {
     FaultPlan {
         error_500: 2.0,
@@ -151,6 +154,9 @@ fn transient_mix() -> FaultPlan {
         truncate: 2.5,
         stall: 1.0,
         stall_for: Duration::from_secs(TIMEOUT_SECS + 1),
+        // Not a failure: a slow link that stays within `--timeout` (16 KiB in 0.25 s).
+        slow: 3.0,
+        slow_bytes_per_sec: 64 * 1024,
         ..FaultPlan::none()
     }
 }
@@ -222,6 +228,7 @@ fn transient_faults(cache: bool) {
         ("reset after", counts.reset_after),
         ("truncated", counts.truncate),
         ("stall", counts.stall),
+        ("slow", counts.slow),
     ] {
         assert!(n > 0, "no {kind} fault was injected: {}", describe(&counts));
     }
