@@ -16,7 +16,7 @@ use crate::garage::{KEY_ID, REGION, SECRET};
 use crate::tools::{TempDir, random_u64, run, wait_until};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
@@ -194,29 +194,13 @@ api_bind_addr = "127.0.0.1:{admin}"
             .append(true)
             .open(&node.log)
             .expect("node log");
-        let log2 = log.try_clone().expect("log fd");
         let cfg = node.config.clone();
         let (pid_tx, pid_rx) = channel::<std::io::Result<libc::pid_t>>();
         let (exit_tx, exited) = channel::<ExitStatus>();
         // The spawning thread waits for the node: PDEATHSIG fires when this thread ends, which
         // is when the node has exited anyway, or when the test process dies.
-        std::thread::spawn(move || {
-            use std::os::unix::process::CommandExt;
-            let mut cmd = Command::new("garage");
-            cmd.arg("-c")
-                .arg(&cfg)
-                .arg("server")
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
-            // SAFETY: prctl is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            match cmd.spawn() {
+        std::thread::spawn(
+            move || match crate::garage::server_command(&cfg, log).spawn() {
                 Ok(mut child) => {
                     let _ = pid_tx.send(Ok(child.id() as libc::pid_t));
                     if let Ok(status) = child.wait() {
@@ -226,8 +210,8 @@ api_bind_addr = "127.0.0.1:{admin}"
                 Err(e) => {
                     let _ = pid_tx.send(Err(e));
                 }
-            }
-        });
+            },
+        );
         let pid = pid_rx.recv().expect("spawner").unwrap_or_else(|e| {
             panic!("cannot start garage: {e}; install it with `cargo install garage --locked --version 2.5.0` (scripts/setup.sh does)")
         });

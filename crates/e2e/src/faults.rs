@@ -925,6 +925,30 @@ fn write_slowly(w: &mut impl Write, bytes: &[u8], rate: u64) -> std::io::Result<
     Ok(())
 }
 
+/// Checks a disk image read back after a test against a [`VerifyingLoad`]'s saved model,
+/// block by block (`block_size`); anything past the model's end must be zeros (blocks the load
+/// never touched). Returns the bytes compared.
+pub fn assert_image_matches_model(image: &[u8], model: &Path, block_size: u32) -> usize {
+    let expected = std::fs::read(model).expect("model");
+    assert!(
+        image.len() >= expected.len(),
+        "image shorter than the model"
+    );
+    let bs = block_size as usize;
+    let differing: Vec<usize> = (0..expected.len() / bs)
+        .filter(|&b| image[b * bs..(b + 1) * bs] != expected[b * bs..(b + 1) * bs])
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "the bucket differs from the model in blocks {differing:?}"
+    );
+    assert!(
+        image[expected.len()..].iter().all(|&b| b == 0),
+        "blocks outside the load's area were written"
+    );
+    image.len()
+}
+
 /// The verifying load, in Python with libnbd (see the module doc). Commands on stdin, one reply
 /// line each on stdout: `ok|err|corrupt key=value... [msg=text]`.
 const DRIVER: &str = r#"

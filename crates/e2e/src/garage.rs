@@ -73,28 +73,12 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         )
         .expect("write garage.toml");
         let log = std::fs::File::create(dir.join("garage.log")).expect("garage.log");
-        let log2 = log.try_clone().expect("log fd");
         let cfg = config.clone();
         // Spawned from a thread that never exits, with PDEATHSIG: the server dies with the test
         // process however it ends, and not when one test's thread finishes.
         let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<Child>>();
         std::thread::spawn(move || {
-            use std::os::unix::process::CommandExt;
-            let mut cmd = Command::new("garage");
-            cmd.arg("-c")
-                .arg(&cfg)
-                .arg("server")
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
-            // SAFETY: prctl is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let _ = tx.send(cmd.spawn());
+            let _ = tx.send(server_command(&cfg, log).spawn());
             loop {
                 std::thread::park();
             }
@@ -265,4 +249,26 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             format!("accessKey={SECRET}"),
         ]
     }
+}
+
+/// `garage -c CONFIG server` with its output appended to `log`, killed (PDEATHSIG) when the
+/// thread that spawns it ends: spawn it from a thread that lives as long as the server should.
+pub(crate) fn server_command(config: &std::path::Path, log: std::fs::File) -> Command {
+    use std::os::unix::process::CommandExt;
+    let log2 = log.try_clone().expect("log fd");
+    let mut cmd = Command::new("garage");
+    cmd.arg("-c")
+        .arg(config)
+        .arg("server")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
 }

@@ -14,7 +14,7 @@
 //! The tests run one after the other (each with its own cluster): two clusters at once on two
 //! cores would measure the machine, not the disk.
 
-use s3backer_e2e::faults::Reply;
+use s3backer_e2e::faults::{Reply, assert_image_matches_model};
 use s3backer_e2e::*;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -147,22 +147,37 @@ fn check_rounds(rounds: &[Round], down: &[(usize, Instant, Instant)]) -> String 
 fn bucket_matches(endpoint: &str, bucket: &str, model: &std::path::Path) -> usize {
     let nbd = Nbdkit::start(&params(endpoint, bucket, &["blockCacheSize=0"]))
         .expect("a fresh server on the bucket");
-    let image = nbd_image(&nbd.uri());
-    let expected = std::fs::read(model).expect("model");
-    assert_eq!(image.len(), expected.len());
-    let differing: Vec<usize> = (0..BLOCKS as usize)
-        .filter(|&b| {
-            let r = b * BS as usize..(b + 1) * BS as usize;
-            image[r.clone()] != expected[r]
-        })
-        .collect();
-    assert!(
-        differing.is_empty(),
-        "the bucket differs from the model in blocks {differing:?}"
-    );
+    let compared = assert_image_matches_model(&nbd_image(&nbd.uri()), model, BS);
     let (status, log) = nbd.stop();
     assert!(status.success(), "{log}");
-    image.len()
+    compared
+}
+
+/// Under the running load: after 3 s, each of `nodes` in turn is killed, stays down for
+/// [`NODE_DOWN_FOR`], and is restarted, 3 s apart. Returns (node, killed, restarted) for
+/// [`check_rounds`].
+fn kill_and_restart_in_turn(
+    cluster: &Cluster,
+    nodes: &[usize],
+    t: &mut Timeline,
+) -> Vec<(usize, Instant, Instant)> {
+    let mut down = Vec::new();
+    std::thread::sleep(Duration::from_secs(3));
+    for &node in nodes {
+        cluster.kill(node);
+        let killed = Instant::now();
+        t.mark(format!("node {node} killed"));
+        std::thread::sleep(NODE_DOWN_FOR);
+        let restarting = Instant::now();
+        down.push((node, killed, restarting));
+        cluster.restart(node);
+        t.mark(format!(
+            "node {node} back, cluster healthy after {:.1?}",
+            restarting.elapsed()
+        ));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    down
 }
 
 #[test]
@@ -182,22 +197,7 @@ fn killing_other_nodes_under_load_loses_nothing() {
     .expect("start on node 0");
     let load = VerifyingLoad::start(&nbd.uri(), BLOCKS, BS, 4);
     let bg = background(load, 40);
-    let mut down = Vec::new();
-    std::thread::sleep(Duration::from_secs(3));
-    for node in [1, 2] {
-        cluster.kill(node);
-        let killed = Instant::now();
-        t.mark(format!("node {node} killed"));
-        std::thread::sleep(NODE_DOWN_FOR);
-        let restarting = Instant::now();
-        down.push((node, killed, restarting));
-        cluster.restart(node);
-        t.mark(format!(
-            "node {node} back, cluster healthy after {:.1?}",
-            restarting.elapsed()
-        ));
-        std::thread::sleep(Duration::from_secs(3));
-    }
+    let down = kill_and_restart_in_turn(&cluster, &[1, 2], &mut t);
     let (mut load, rounds) = bg.finish();
     let summary = check_rounds(&rounds, &down);
     let verified = load.verify_ok();
@@ -251,22 +251,7 @@ fn behind_a_failover_front_the_disk_survives_losing_its_own_node() {
     .expect("start behind the front");
     let load = VerifyingLoad::start(&nbd.uri(), BLOCKS, BS, 4);
     let bg = background(load, 40);
-    let mut down = Vec::new();
-    std::thread::sleep(Duration::from_secs(3));
-    for node in [0, 1] {
-        cluster.kill(node);
-        let killed = Instant::now();
-        t.mark(format!("node {node} killed"));
-        std::thread::sleep(NODE_DOWN_FOR);
-        let restarting = Instant::now();
-        down.push((node, killed, restarting));
-        cluster.restart(node);
-        t.mark(format!(
-            "node {node} back, cluster healthy after {:.1?}",
-            restarting.elapsed()
-        ));
-        std::thread::sleep(Duration::from_secs(3));
-    }
+    let down = kill_and_restart_in_turn(&cluster, &[0, 1], &mut t);
     let (mut load, rounds) = bg.finish();
     let summary = check_rounds(&rounds, &down);
     load.verify_ok();

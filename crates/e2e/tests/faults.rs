@@ -18,7 +18,7 @@
 //!
 //! Every test prints its numbers (`--nocapture` shows them): faults injected, bytes verified.
 
-use s3backer_e2e::faults::{FaultCounts, Reply};
+use s3backer_e2e::faults::{FaultCounts, Reply, assert_image_matches_model};
 use s3backer_e2e::garage::{KEY_ID, SECRET};
 use s3backer_e2e::*;
 use std::time::{Duration, Instant};
@@ -96,25 +96,10 @@ fn bucket_matches_model(bucket: &str, model: &std::path::Path) -> usize {
     let g = Garage::shared();
     let nbd = Nbdkit::start(&params(&g.endpoint, bucket, false, &[]))
         .expect("a fresh server on the bucket");
-    let image = nbd_image(&nbd.uri());
-    let expected = std::fs::read(model).expect("model");
-    let differing: Vec<usize> = (0..expected.len() / BS as usize)
-        .filter(|&b| {
-            let r = b * BS as usize..(b + 1) * BS as usize;
-            image[r.clone()] != expected[r]
-        })
-        .collect();
-    assert!(
-        differing.is_empty(),
-        "the bucket differs from the model in blocks {differing:?}"
-    );
-    assert!(
-        image[expected.len()..].iter().all(|&b| b == 0),
-        "blocks outside the load's area were written"
-    );
+    let compared = assert_image_matches_model(&nbd_image(&nbd.uri()), model, BS);
     let (status, log) = nbd.stop();
     assert!(status.success(), "{log}");
-    image.len()
+    compared
 }
 
 fn describe(c: &FaultCounts) -> String {

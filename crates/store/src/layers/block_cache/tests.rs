@@ -30,11 +30,14 @@ fn opts(capacity: u32) -> CacheOptions {
 }
 
 fn objects(mem: &Arc<MemoryBackend>, blocks: u32) -> Arc<dyn BlockStore> {
+    objects_over(mem.clone(), blocks)
+}
+
+fn objects_over(backend: Arc<dyn ObjectBackend>, blocks: u32) -> Arc<dyn BlockStore> {
     let keys = KeyFormat {
         prefix: String::new(),
         hashed: false,
     };
-    let backend: Arc<dyn ObjectBackend> = mem.clone();
     Arc::new(ObjectBlocks::new(
         backend,
         keys,
@@ -165,19 +168,7 @@ fn cache_over_faulty(
     o: CacheOptions,
 ) -> (BlockCache, Arc<FaultyBackend>) {
     let faulty = Arc::new(FaultyBackend::new(mem.clone()));
-    let backend: Arc<dyn ObjectBackend> = faulty.clone();
-    let objects = Arc::new(ObjectBlocks::new(
-        backend,
-        KeyFormat {
-            prefix: String::new(),
-            hashed: false,
-        },
-        Geometry {
-            block_size: BS,
-            num_blocks: 64,
-        },
-        false,
-    ));
+    let objects = objects_over(faulty.clone(), 64);
     let c = BlockCache::in_memory(objects, o);
     c.start().expect("start");
     (c, faulty)
