@@ -281,7 +281,8 @@ fn probe(
     Ok(())
 }
 
-/// The end: stop the mirror, flush, release the token only after a successful flush.
+/// The end: flush, write the stats mirror a last time, release the token only after a
+/// successful flush.
 fn shutdown(
     volume: &Volume,
     disk: &Disk,

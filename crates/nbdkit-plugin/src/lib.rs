@@ -12,8 +12,8 @@
 //! * `get_ready`: write our mount token.
 //! * `after_fork`: switch logs to syslog if we were daemonized; build the stack (I/O pool);
 //!   start the `--statsFileMirror` thread.
-//! * `cleanup`: stop the stats mirror; flush everything, then clear the mount token (only if the
-//!   flush succeeded).
+//! * `cleanup`: flush everything, write the stats mirror a last time, then clear the mount token
+//!   (only if the flush succeeded).
 //!
 //! # Thread model
 //! PARALLEL: every layer is `Send + Sync`, and [`s3backer_store::Disk`] serializes writes of one
@@ -224,13 +224,12 @@ extern "C" fn after_fork() -> c_int {
 
 extern "C" fn cleanup() {
     lifecycle("cleanup", || {
-        if let Some(mirror) = STATS_MIRROR
+        // Stopped after the final flush (its last copy counts the shutdown's requests too), and
+        // also when that flush fails (dropping it stops it).
+        let mirror = STATS_MIRROR
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            mirror.stop();
-        }
+            .take();
         let Some(volume) = VOLUME.get() else {
             return Ok(());
         };
@@ -240,6 +239,9 @@ extern "C" fn cleanup() {
             return Err(format!(
                 "flush at shutdown failed, leaving the mount token in place: {e}"
             ));
+        }
+        if let Some(mirror) = mirror {
+            mirror.stop();
         }
         volume
             .release_mount()
