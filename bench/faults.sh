@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --workspace
 S3B_FAULT_ROUNDS=${1:-60} cargo test --release -p s3backer-e2e --test faults transient_faults \
-    -- --nocapture --test-threads=1 2>&1 | grep -E "^transient faults|test result|panicked"
+    -- --nocapture --test-threads=1 2>&1 | grep -oE "transient faults, cache .*|test result.*|panicked.*"
