@@ -208,6 +208,12 @@ impl S3Client {
         e.url(&e.object_path(key), &[])
     }
 
+    /// Whether requests go over TLS: a damaged body cannot arrive undetected then, even where
+    /// no checksum covers it (a ranged GET's body).
+    pub fn uses_tls(&self) -> bool {
+        self.inner.endpoint.is_tls()
+    }
+
     /// A snapshot of the request counters.
     pub fn stats(&self) -> ClientStats {
         self.inner.stats.snapshot()

@@ -31,6 +31,17 @@ impl S3Client {
         if let Some(enc) = &req.accept_encoding {
             headers.push(("accept-encoding".to_owned(), enc.clone()));
         }
+        if let Some((first, len)) = req.range {
+            if len == 0 {
+                return Err(S3Error::InvalidRequest {
+                    detail: "empty range".into(),
+                });
+            }
+            headers.push((
+                "range".to_owned(),
+                format!("bytes={first}-{}", first.saturating_add(len - 1)),
+            ));
+        }
         let conditional = req.if_match.is_some() || req.if_none_match.is_some();
         let prepared = Prepared {
             op: Op::Get,
@@ -45,6 +56,26 @@ impl S3Client {
         // SSE-KMS objects have ETags that are not the MD5 of their body.
         let check_md5 = inner.put_defaults.sse.as_deref() != Some("aws:kms");
         inner.execute(&prepared, |target, resp| match resp.status {
+            206 if req.range.is_some() => {
+                // Part of the object: the ETag covers the whole, so there is nothing to check
+                // the body against; the caller checks the range is what it asked for.
+                let range_of = resp
+                    .header("content-range")
+                    .and_then(|v| parse_content_range(&v));
+                if range_of.is_none() {
+                    return Attempt::Fail(crate::client::Inner::invalid_response(
+                        target,
+                        "206 without a valid Content-Range".into(),
+                    ));
+                }
+                Attempt::Done(GetOutcome::Found(ObjectData {
+                    etag: resp.header("etag").and_then(|v| Etag::parse_header(&v)),
+                    content_encoding: resp.header("content-encoding"),
+                    meta: response_meta(&resp),
+                    body: resp.body,
+                    range_of,
+                }))
+            }
             200..=299 => {
                 let etag = resp.header("etag").and_then(|v| Etag::parse_header(&v));
                 // A single-part object's ETag is the MD5 of its body: a body damaged on the way
@@ -69,6 +100,7 @@ impl S3Client {
                     content_encoding: resp.header("content-encoding"),
                     meta: response_meta(&resp),
                     body: resp.body,
+                    range_of: None,
                 }))
             }
             304 if conditional => Attempt::Done(GetOutcome::NotModified),
@@ -82,5 +114,37 @@ impl S3Client {
             }
             _ => inner.http_failure(target, &resp, conditional),
         })
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL` → `(FIRST, TOTAL)`; `None` if malformed or the
+/// total is unknown (`*`).
+fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last, total) = (
+        first.trim().parse::<u64>().ok()?,
+        last.trim().parse::<u64>().ok()?,
+        total.trim().parse::<u64>().ok()?,
+    );
+    (first <= last && last < total).then_some((first, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(
+            parse_content_range("bytes 4096-8191/262144"),
+            Some((4096, 262144))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/1"), Some((0, 1)));
+        assert_eq!(parse_content_range("bytes 0-9/*"), None);
+        assert_eq!(parse_content_range("bytes 9-0/10"), None);
+        assert_eq!(parse_content_range("bytes 0-10/10"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
     }
 }

@@ -213,6 +213,8 @@ mod tests {
             (301, Some("PermanentRedirect"), false, true),
             (307, None, false, true),
             (400, Some("BadDigest"), false, true),
+            // SigV4's signed payload hash did not match: damaged in transit, like BadDigest.
+            (400, Some("XAmzContentSHA256Mismatch"), false, true),
             (400, Some("RequestTimeout"), false, true),
             (400, Some("InvalidDigest"), false, false),
             (400, Some("InvalidArgument"), false, false),

@@ -26,8 +26,13 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use ureq::Agent;
 use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::error::S3Error;
 use crate::stats::TransportClass;
@@ -155,6 +160,51 @@ fn classify(e: ureq::Error) -> Failure {
     }
 }
 
+/// How long a host name's addresses are reused: curl's default DNS cache time
+/// (`CURLOPT_DNS_CACHE_TIMEOUT`), what s3backer gets through libcurl.
+const DNS_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// ureq's resolver with a cache in front. ureq resolves the host name on **every** request, a
+/// pooled connection's included, and with a timeout set it does each lookup on a new thread
+/// (measured: a thread created and joined per PUT, about 1.5 ms of a FLUSH's latency at queue
+/// depth 1 on two loaded cores; docs/performance.md). Addresses are kept for
+/// [`DNS_CACHE_TTL`], as curl does; a failed lookup is not cached.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: DefaultResolver,
+    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
+            _ => None,
+        };
+        if let Some(k) = &key {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, addrs)) = cache.get(k)
+                && at.elapsed() < DNS_CACHE_TTL
+            {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Some(k) = key {
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(k, (Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
+}
+
 /// The agent plus the settings that shape each transfer.
 pub(crate) struct Transport {
     agent: Agent,
@@ -219,7 +269,11 @@ impl Transport {
             .tls_config(tls.build())
             .build();
         Ok(Transport {
-            agent: config.new_agent(),
+            agent: Agent::with_parts(
+                config,
+                DefaultConnector::default(),
+                CachingResolver::default(),
+            ),
             debug_http: settings.debug_http,
             max_upload_bps: settings.max_upload_speed.filter(|&s| s > 0),
             max_download_bps: settings.max_download_speed.filter(|&s| s > 0),
@@ -274,10 +328,16 @@ impl Transport {
             } else {
                 out.body_limit as u64
             };
+            // Sized once from Content-Length: growing the vector while reading would copy a
+            // 256 KiB block about twice over (docs/performance.md).
+            let expected = body.content_length().unwrap_or(0).min(limit);
+            let mut buf = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
             body.into_with_config()
                 .limit(limit)
-                .read_to_vec()
-                .map_err(classify)?
+                .reader()
+                .read_to_end(&mut buf)
+                .map_err(|e| classify(ureq::Error::from(e)))?;
+            buf
         };
         // Every request at debug level (`--debug`), as s3backer logs them; bodies need
         // `--debug-http`.

@@ -63,6 +63,10 @@ pub struct GetRequest {
     /// Largest body accepted, in bytes (0 = unlimited); a larger one fails with
     /// [`crate::S3Error::BodyTooLarge`].
     pub max_body: usize,
+    /// `(first byte, length)`: send `Range: bytes=first-last`. A 206 answer's body is that range
+    /// and [`ObjectData::range_of`] says of how large an object; a server that ignores the
+    /// header answers 200 with the whole object, as without it.
+    pub range: Option<(u64, u64)>,
 }
 
 /// Result of a GET.
@@ -87,6 +91,9 @@ pub struct ObjectData {
     pub content_encoding: Option<String>,
     /// `x-amz-meta-*` headers: names lower-cased without the prefix, in response order.
     pub meta: Vec<(String, String)>,
+    /// For a 206 answer to a ranged GET: `(first byte, size of the whole object)` from
+    /// `Content-Range`; `None` when the body is the whole object.
+    pub range_of: Option<(u64, u64)>,
 }
 
 /// What HEAD tells about an object.

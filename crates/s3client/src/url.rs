@@ -71,6 +71,11 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    /// Whether requests go over TLS (`https`), which authenticates every byte in transit.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.scheme == "https"
+    }
+
     /// Parses `base_url` (`http[s]://host[:port][/path/]`) for `bucket`.
     pub(crate) fn new(base_url: &str, bucket: &str, vhost: bool) -> Result<Endpoint, S3Error> {
         let bad = |why: &str| S3Error::Config {

@@ -390,6 +390,10 @@ fn put_sends_the_s3backer_headers() {
         Some(&*crate::put_object::content_md5(&body))
     );
     assert_eq!(
+        r.header("x-amz-content-sha256"),
+        Some(&*crate::sign_v4::sha256_hex(&body))
+    );
+    assert_eq!(
         r.header("content-type"),
         Some("application/x-s3backer-block")
     );
@@ -421,6 +425,10 @@ fn empty_put_sends_a_zero_content_length() {
     let r = &server.requests()[0];
     assert_eq!(r.header("content-length"), Some("0"));
     assert_eq!(r.header("content-md5"), Some("1B2M2Y8AsgTpgAmY7PhCfg=="));
+    assert_eq!(
+        r.header("x-amz-content-sha256"),
+        Some(crate::sign_v4::EMPTY_SHA256)
+    );
     verify_v4(r, "garage");
 }
 
@@ -645,6 +653,11 @@ fn sigv2_requests_carry_date_token_and_signature() {
     .unwrap();
     c.delete_objects(&["k".to_owned()]).unwrap();
     let reqs = server.requests();
+    // Every PUT carries Content-MD5 (facts §7), SigV2's included.
+    assert_eq!(
+        reqs[0].header("content-md5"),
+        Some(&*crate::put_object::content_md5(b"v2"))
+    );
     for r in &reqs {
         let date = r.header("date").unwrap();
         assert!(date.ends_with(" GMT"), "{date}");
@@ -734,4 +747,54 @@ fn construction_errors_and_description() {
     assert!(!format!("{v:?}").contains(SECRET));
     fn assert_traits<T: Clone + Send + Sync + 'static>() {}
     assert_traits::<S3Client>();
+}
+
+#[test]
+fn ranged_get_sends_range_and_reads_a_206() {
+    let whole = Etag::md5_of(b"the whole object");
+    let server = FakeServer::start(vec![
+        Canned::new(206)
+            .header("ETag", &whole.quoted())
+            .header("Content-Range", "bytes 4-8/16")
+            .body(b"whole".to_vec()),
+        // A 206 without Content-Range is not an answer we can place.
+        Canned::new(206).body(b"whole".to_vec()),
+        // A server that ignores Range answers with the whole object (its MD5 is checked).
+        Canned::new(200)
+            .header("ETag", &whole.quoted())
+            .body(b"the whole object".to_vec()),
+    ]);
+    let (c, _) = client(&server);
+    let req = GetRequest {
+        range: Some((4, 5)),
+        ..GetRequest::default()
+    };
+    let GetOutcome::Found(d) = c.get_object("k", &req).unwrap() else {
+        panic!("not found")
+    };
+    // The body is not checked against the whole object's ETag.
+    assert_eq!(d.body, b"whole");
+    assert_eq!(d.range_of, Some((4, 16)));
+    let e = c.get_object("k", &req).unwrap_err();
+    assert!(e.to_string().contains("Content-Range"), "{e}");
+    let GetOutcome::Found(d) = c.get_object("k", &req).unwrap() else {
+        panic!("not found")
+    };
+    assert_eq!(d.body, b"the whole object");
+    assert_eq!(d.range_of, None);
+    let reqs = server.requests();
+    assert_eq!(reqs[0].header("range"), Some("bytes=4-8"));
+    for r in &reqs {
+        verify_v4(r, "garage");
+    }
+    assert!(
+        c.get_object(
+            "k",
+            &GetRequest {
+                range: Some((0, 0)),
+                ..GetRequest::default()
+            }
+        )
+        .is_err()
+    );
 }

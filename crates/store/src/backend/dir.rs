@@ -139,6 +139,7 @@ impl ObjectBackend for DirBackend {
                 etag: None,
                 content_encoding: None,
                 meta: Vec::new(),
+                range_of: None,
             })),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(GetOutcome::NotFound),
             Err(e) => Err(io_err(&path, e)),

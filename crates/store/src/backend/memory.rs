@@ -134,6 +134,7 @@ impl ObjectBackend for MemoryBackend {
                 etag,
                 content_encoding: o.content_encoding.clone(),
                 meta: o.meta.clone(),
+                range_of: None,
             }),
             None => GetOutcome::NotFound,
         })

@@ -69,6 +69,13 @@ pub trait ObjectBackend: Send + Sync {
     fn description(&self, prefix: &str) -> String;
     /// GET an object.
     fn get(&self, key: &str, req: &GetRequest) -> BackendResult<GetOutcome>;
+    /// Whether a ranged GET (`GetRequest::range`) may serve a partial read: its body is covered by
+    /// no checksum (an object's ETag is the MD5 of the whole), so only a transport that
+    /// authenticates every byte (TLS) keeps "a damaged body is never returned" true. Default:
+    /// no (partial reads fetch and check the whole object).
+    fn ranged_reads_verified(&self) -> bool {
+        false
+    }
     /// HEAD an object; `Ok(None)` when absent. `startup_probe`: an authorization failure is final
     /// at once (reported to the user) rather than retried.
     fn head(&self, key: &str, startup_probe: bool) -> BackendResult<Option<ObjectInfo>>;

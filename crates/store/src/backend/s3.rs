@@ -39,6 +39,10 @@ impl ObjectBackend for S3Backend {
         Ok(self.client.get_object(key, req)?)
     }
 
+    fn ranged_reads_verified(&self) -> bool {
+        self.client.uses_tls()
+    }
+
     fn head(&self, key: &str, startup_probe: bool) -> BackendResult<Option<ObjectInfo>> {
         Ok(self.client.head_object(key, startup_probe)?)
     }

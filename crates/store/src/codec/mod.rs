@@ -194,6 +194,20 @@ impl BlockCodec {
         self.compression
     }
 
+    /// Whether [`BlockCodec::encode`] would return the block unchanged, with no header: the
+    /// object layer then sends the caller's buffer itself (no copy).
+    pub fn is_plain(&self) -> bool {
+        self.compression.is_none() && self.encryption.is_none() && self.content_encoding.is_none()
+    }
+
+    /// Whether part of a block can be fetched as that part of its object (a ranged GET): plain
+    /// blocks, with no default content encoding to apply to a header-less object. The caller
+    /// still checks the answer carries no `Content-Encoding` (another writer may have
+    /// compressed that block).
+    pub fn reads_ranges(&self) -> bool {
+        self.is_plain() && self.default_content_encoding.is_none()
+    }
+
     /// Encodes one block (`data` must be exactly `block_size` bytes, else
     /// [`CodecError::WrongLength`]): compress, encrypt, HMAC. `content_encoding` is
     /// `deflate`, `zstd` or e.g. `deflate, encrypt-AES-128-CBC`; `None` for the identity codec,
