@@ -15,19 +15,12 @@ mod config_common;
 use libfuzzer_sys::fuzz_target;
 use s3backer_config::{Invocation, parse_command_line};
 
-use config_common::{check_result, fixture, touches_outside_files};
+use config_common::{check_result, prepare};
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    if touches_outside_files(&text) {
+    let Some((text, fx, args_part)) = prepare(data) else {
         return;
-    }
-    let fx = fixture();
-    let (args_part, file_part) = match text.split_once('\u{1e}') {
-        Some((a, f)) => (a, f),
-        None => (&*text, ""),
     };
-    fx.write_config(file_part);
     let args: Vec<String> = if args_part.is_empty() {
         Vec::new()
     } else {

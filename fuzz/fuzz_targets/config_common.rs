@@ -168,3 +168,20 @@ pub fn check_result(r: &Result<Config, ConfigError>, input: &str) {
         }
     }
 }
+
+/// The common start of both config targets: the input as text, or `None` when it could reach
+/// files outside the fixture; the fixture with its config file written from the part after
+/// `\x1e`; and the part before it (arguments or parameters, `\0`-separated).
+pub fn prepare(data: &[u8]) -> Option<(String, &'static Fixture, String)> {
+    let text = String::from_utf8_lossy(data).into_owned();
+    if touches_outside_files(&text) {
+        return None;
+    }
+    let fx = fixture();
+    let (head, file_part) = match text.split_once('\u{1e}') {
+        Some((a, f)) => (a.to_owned(), f),
+        None => (text.clone(), ""),
+    };
+    fx.write_config(file_part);
+    Some((text, fx, head))
+}
