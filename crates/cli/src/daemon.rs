@@ -50,6 +50,26 @@ impl Readiness {
             let _ = pipe.write_all(format!("error {}\n", msg.replace('\n', " ")).as_bytes());
         }
     }
+
+    /// The end of a run that began as `daemonized` (asked before [`Readiness::ready`], which
+    /// drops the pipe). In the background, an error reaches the user through the pipe if still
+    /// starting and syslog in any case, and the process exits here: the user's command has
+    /// printed the outcome already, on a terminal that is no longer ours. In the foreground the
+    /// outcome is returned for main to print.
+    pub fn conclude(
+        &mut self,
+        daemonized: bool,
+        outcome: Result<(), String>,
+    ) -> Result<(), String> {
+        if !daemonized {
+            return outcome;
+        }
+        if let Err(e) = &outcome {
+            self.fail(e);
+            log::error!("{e}");
+        }
+        std::process::exit(i32::from(outcome.is_err()));
+    }
 }
 
 /// Forks. In the parent, waits for the child's report and exits the process; in the child,

@@ -52,20 +52,7 @@ pub fn run(config: &Config, mount_point: &str) -> Result<(), String> {
     }
     let daemonized = readiness.daemonized();
     let outcome = serve(config, volume, &mount_point, opts, &mut readiness);
-    if let Err(e) = &outcome
-        && daemonized
-    {
-        // Reaches the user through the pipe if still starting, and syslog in any case. (In the
-        // foreground, main prints it.)
-        readiness.fail(e);
-        log::error!("{e}");
-    }
-    if daemonized {
-        // The user's command has printed the outcome already (or exited 0): nothing more to
-        // say on a terminal that is no longer ours.
-        std::process::exit(i32::from(outcome.is_err()));
-    }
-    outcome
+    readiness.conclude(daemonized, outcome)
 }
 
 /// The mount point, canonical; one clear line for each way it can be wrong.

@@ -98,17 +98,7 @@ pub fn run(config: &Config, nbd: &NbdSettings) -> Result<(), String> {
         s.run(&args, &cwd, &mut readiness)
     });
     drop(files);
-    if let Err(e) = &outcome
-        && daemonized
-    {
-        // To the user's terminal if still starting (through the pipe), to syslog in any case.
-        readiness.fail(e);
-        log::error!("{e}");
-    }
-    if daemonized {
-        std::process::exit(i32::from(outcome.is_err()));
-    }
-    outcome
+    readiness.conclude(daemonized, outcome)
 }
 
 struct Supervisor<'a> {
