@@ -187,6 +187,8 @@ pub const SSE_TYPES: &[&str] = &["AES256", "aws:kms"];
 pub const NBD_SECTOR_SIZES: &[&str] = &["512", "1024", "2048", "4096"];
 /// `--authVersion` values.
 pub const AUTH_VERSIONS: &[&str] = &["aws2", "aws4"];
+/// Values of `--payloadHash`.
+pub const PAYLOAD_HASHES: &[&str] = &["auto", "sha256", "unsigned"];
 
 const MD5: &str = "MD5 cache";
 const IAM: &str = "EC2 IAM credentials";
@@ -276,7 +278,9 @@ pub static FLAGS: &[FlagDef] = &[
     boolean("insecure", G::Connection, "do not verify the server's certificate"),
     boolean("http11", G::Connection, "use HTTP/1.1 (always the case; kept for compatibility)"),
     boolean("noCurlCache", G::Connection, "never reuse connections"),
+    boolean("contentMD5", G::Connection, "also send Content-MD5 on block writes signed with aws4, as s3backer does (one more hash per block)"),
     value("authVersion", "aws2|aws4", C::OneOf(AUTH_VERSIONS), G::Connection, "request signature version").default("aws4"),
+    value("payloadHash", "auto|sha256|unsigned", C::OneOf(PAYLOAD_HASHES), G::Connection, "aws4 body hash: sha256 signs it, unsigned relies on TLS and the CRC-32 checksum; auto = unsigned over https only").default("auto"),
     value("ipTOS", "TOS", C::IpTos, G::Connection, "IP type of service: lowdelay, throughput, reliability, lowcost, mincost or 0..255").support(not_yet(IP_TOS)),
     // Credentials.
     value("accessId", "ID", C::Any, G::Credentials, "access key id; empty = anonymous requests").default("from the access file or AWS_ACCESS_KEY_ID"),

@@ -18,7 +18,7 @@ use crate::raw::{Front, RawArgs, Setting};
 use crate::size::{self, format_size};
 use crate::types::{
     AuthVersion, CacheSettings, Config, CredentialSource, Credentials, DEFAULT_BLOCK_SIZE,
-    FuseSettings, Mode, S3Settings, StatsSettings, SurveySettings,
+    FuseSettings, Mode, PayloadHash, S3Settings, StatsSettings, SurveySettings,
 };
 
 /// Default `--ioThreads`.
@@ -436,6 +436,11 @@ fn s3_settings(
         (None, Some(_)) => false,
         (None, None) => region_given.is_some(),
     };
+    let payload_hash = match raw.text("payloadHash") {
+        Some("sha256") => PayloadHash::Sha256,
+        Some("unsigned") => PayloadHash::Unsigned,
+        _ => PayloadHash::Auto,
+    };
     let auth_version = match raw.text("authVersion") {
         Some("aws2") => AuthVersion::V2,
         _ => AuthVersion::V4,
@@ -568,11 +573,13 @@ fn s3_settings(
         region,
         vhost,
         auth_version,
+        payload_hash,
         credentials,
         cacert: raw.text("cacert").map(PathBuf::from),
         insecure: raw.has("insecure"),
         http11: raw.has("http11"),
         no_connection_reuse: raw.has("noCurlCache"),
+        content_md5: raw.has("contentMD5"),
         timeout: Duration::from_secs(timeout.into()),
         initial_retry_pause: Duration::from_millis(initial_ms.into()),
         max_retry_pause: Duration::from_millis(max_ms.into()),

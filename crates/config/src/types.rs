@@ -41,6 +41,18 @@ pub enum AuthVersion {
     V4,
 }
 
+/// What SigV4 puts in `x-amz-content-sha256` for a request with a body (`--payloadHash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadHash {
+    /// `auto` (default): `UNSIGNED-PAYLOAD` over HTTPS (TLS protects the body on the way and
+    /// the server checks its CRC-32), the SHA-256 over plain HTTP.
+    Auto,
+    /// `sha256`: always the body's SHA-256, as s3backer does.
+    Sha256,
+    /// `unsigned`: always `UNSIGNED-PAYLOAD`.
+    Unsigned,
+}
+
 /// Where credentials came from; logged (never the key itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialSource {
@@ -80,6 +92,8 @@ pub struct S3Settings {
     pub vhost: bool,
     /// Request signing version.
     pub auth_version: AuthVersion,
+    /// `--payloadHash`.
+    pub payload_hash: PayloadHash,
     /// Resolved credentials; `None` = anonymous.
     pub credentials: Option<Credentials>,
     /// `--cacert`: extra CA bundle (PEM) to trust.
@@ -90,6 +104,9 @@ pub struct S3Settings {
     pub http11: bool,
     /// `--noCurlCache`: never reuse connections.
     pub no_connection_reuse: bool,
+    /// `--contentMD5`: send `Content-MD5` on block PUTs even when SigV4's signed payload hash
+    /// already protects the body (always sent with aws2 or anonymous requests).
+    pub content_md5: bool,
     /// `--timeout`: limit for one whole attempt, connect included.
     pub timeout: Duration,
     /// `--initialRetryPause`.

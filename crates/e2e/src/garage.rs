@@ -4,7 +4,9 @@
 //! Garage checks SigV4 signatures and Content-MD5 strictly, which is why the tests use it.
 
 use crate::tools::{TempDir, run, run_ok, wait_until};
-use s3backer_config::{AuthVersion, CredentialSource, Credentials, S3Settings, Secret};
+use s3backer_config::{
+    AuthVersion, CredentialSource, Credentials, PayloadHash, S3Settings, Secret,
+};
 use s3backer_s3client::{ClientOptions, S3Client};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -165,6 +167,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             region: REGION.into(),
             vhost: false,
             auth_version: AuthVersion::V4,
+            payload_hash: PayloadHash::Auto,
             credentials: Some(Credentials {
                 access_id: KEY_ID.into(),
                 access_key: Secret::new(SECRET),
@@ -175,6 +178,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             insecure: false,
             http11: false,
             no_connection_reuse: false,
+            content_md5: false,
             timeout: Duration::from_secs(30),
             initial_retry_pause: Duration::from_millis(200),
             max_retry_pause: Duration::from_millis(2000),

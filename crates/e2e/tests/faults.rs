@@ -446,9 +446,10 @@ fn read_through_corruption(extra: &[String], pct: f64, rounds: u32) -> (Vec<Repl
     (replies, counts)
 }
 
-/// A corrupted GET body, or an answer whose ETag was replaced, is caught by the client (the
-/// MD5 of the body against the ETag, which is the MD5 of a single-part upload) and fetched
-/// again: never returned, and never an error either. For every encoding, because plain and
+/// A corrupted GET body is caught by the client (its CRC-32 against the `x-amz-checksum-crc32`
+/// the server stored with our PUT; for an object without one, its MD5 against the ETag) and
+/// fetched again: never returned, and never an error either. Answers whose ETag was replaced
+/// are in the mix too (they carry the right body: nothing wrong may come of them). For every encoding, because plain and
 /// zstd blocks have no check of their own (our zstd frames carry no checksum, and random data
 /// is stored in raw zstd blocks): before the client checked the ETag (commit 24ec90c), this
 /// test measured plain and zstd blocks coming back with the flipped bit in 4 of 4 read-backs,

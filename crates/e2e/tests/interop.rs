@@ -3,6 +3,9 @@
 //! the other holds. Covers `--prefix`, `bucket/subdir` (1.5.4 gets the equivalent `--prefix`),
 //! `--blockHashPrefix`, and two block sizes.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use s3backer_e2e::garage::{KEY_ID, REGION, SECRET};
 use s3backer_e2e::*;
 use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -155,4 +158,87 @@ fn each_refuses_a_bucket_the_other_holds() {
     let nbd = Nbdkit::start(&ours(&bucket, layout)).expect("ours mounts after unmount");
     let image = nbd_image(&nbd.uri());
     assert_eq!(&image[70_000..70_016], b"hello from 1.5.4");
+}
+
+/// Runs curl with SigV4 against the shared Garage: `(HTTP status, response headers, body)`.
+fn curl_sigv4(args: &[&str], url: &str) -> (u16, String, Vec<u8>) {
+    let dir = TempDir::new("curl");
+    let (head, body) = (dir.join("head"), dir.join("body"));
+    let user = format!("{KEY_ID}:{SECRET}");
+    let sigv4 = format!("aws:amz:{REGION}:s3");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--aws-sigv4", &sigv4, "--user", &user])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-D"])
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("status");
+    (
+        status,
+        std::fs::read_to_string(&head).unwrap_or_default(),
+        std::fs::read(&body).unwrap_or_default(),
+    )
+}
+
+fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+    })
+}
+
+/// Our PUTs carry `x-amz-checksum-crc32` (one cheap checksum instead of `Content-MD5`): the
+/// server keeps it and hands it back with `x-amz-checksum-mode`, which is what our reads check
+/// bodies against; and the server refuses a body whose CRC does not match.
+#[test]
+fn the_server_stores_and_checks_our_crc32() {
+    let g = Garage::shared();
+    let bucket = g.new_bucket("crc");
+    let nbd = Nbdkit::start(&ours(&bucket, &LAYOUTS[0])).expect("ours mounts");
+    nbd_write_image(&nbd.uri(), &disk_image());
+    let (status, log) = nbd.stop();
+    assert!(status.success(), "{log}");
+    let keys = g.data_keys(&bucket, "");
+    assert!(keys.len() > 100, "{} blocks stored", keys.len());
+    let url = format!("{}{bucket}/{}", g.endpoint, keys[7]);
+
+    let (code, head, body) = curl_sigv4(&["-H", "x-amz-checksum-mode: ENABLED"], &url);
+    assert_eq!(code, 200, "{head}{}", String::from_utf8_lossy(&body));
+    let crc = crc32fast::hash(&body).to_be_bytes();
+    let expected = BASE64.encode(crc);
+    assert_eq!(
+        header_value(&head, "x-amz-checksum-crc32").as_deref(),
+        Some(expected.as_str()),
+        "{head}"
+    );
+
+    // A PUT whose CRC does not match its body is refused and changes nothing.
+    let dir = TempDir::new("crc-put");
+    let file = dir.join("body");
+    let mut damaged = body.clone();
+    damaged[0] ^= 1;
+    std::fs::write(&file, &damaged).expect("write body");
+    let data = format!("@{}", file.display());
+    let crc_header = format!("x-amz-checksum-crc32: {expected}");
+    let (code, head, reply) = curl_sigv4(
+        &["-X", "PUT", "--data-binary", &data, "-H", &crc_header],
+        &url,
+    );
+    assert_eq!(code, 400, "{head}{}", String::from_utf8_lossy(&reply));
+    let (code, _, after) = curl_sigv4(&[], &url);
+    assert_eq!(code, 200);
+    assert!(after == body, "the object changed");
 }

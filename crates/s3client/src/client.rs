@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use s3backer_config::{AuthVersion, S3Settings};
+use s3backer_config::{AuthVersion, PayloadHash, S3Settings};
 
 use crate::date::UtcTime;
 use crate::error::S3Error;
@@ -64,11 +64,15 @@ pub(crate) struct PutDefaults {
     pub(crate) sse: Option<String>,
     pub(crate) sse_key_id: Option<String>,
     pub(crate) storage_class: Option<String>,
+    /// Send `Content-MD5` (aws2, anonymous, or `--contentMD5`): see `checksum.rs`.
+    pub(crate) content_md5: bool,
 }
 
 pub(crate) struct Inner {
     pub(crate) endpoint: Endpoint,
     signer: Signer,
+    /// SigV4 signs a body's SHA-256 (else `UNSIGNED-PAYLOAD`): see `checksum.rs`.
+    sign_payload: bool,
     transport: Transport,
     policy: RetryPolicy,
     sleeper: Sleeper,
@@ -174,10 +178,18 @@ impl S3Client {
             }
         };
         let transport = Transport::new(settings, opts.max_connections, &opts.user_agent)?;
+        let sign_payload = match settings.payload_hash {
+            PayloadHash::Sha256 => true,
+            PayloadHash::Unsigned => false,
+            PayloadHash::Auto => !endpoint.is_https(),
+        };
+        // Without SigV4 nothing else makes a server that ignores checksums check the body.
+        let content_md5 = settings.content_md5 || !matches!(signer, Signer::V4 { .. });
         Ok(S3Client {
             inner: Arc::new(Inner {
                 endpoint,
                 signer,
+                sign_payload,
                 transport,
                 policy: RetryPolicy {
                     initial_pause: settings.initial_retry_pause,
@@ -191,6 +203,7 @@ impl S3Client {
                     sse: settings.sse.clone(),
                     sse_key_id: settings.sse_key_id.clone(),
                     storage_class: settings.storage_class.clone(),
+                    content_md5,
                 },
             }),
         })
@@ -296,6 +309,17 @@ impl Inner {
         req: &Prepared<'_>,
         mut interpret: impl FnMut(&Target<'_>, Incoming) -> Attempt<T>,
     ) -> Result<T, S3Error> {
+        self.execute_into(req, None, |target, resp, _| interpret(target, resp))
+    }
+
+    /// [`Inner::execute`] with a buffer a success body of exactly its size is read into
+    /// (`Incoming::in_dest`); `interpret` sees that buffer.
+    pub(crate) fn execute_into<T>(
+        &self,
+        req: &Prepared<'_>,
+        mut dest: Option<&mut [u8]>,
+        mut interpret: impl FnMut(&Target<'_>, Incoming, Option<&[u8]>) -> Attempt<T>,
+    ) -> Result<T, S3Error> {
         let started = Instant::now();
         for (name, value) in &req.headers {
             check_header(name, value).map_err(|detail| S3Error::InvalidRequest { detail })?;
@@ -306,7 +330,8 @@ impl Inner {
             url: &url,
         };
         let payload_hash = match (&self.signer, req.body) {
-            (Signer::V4 { .. }, Some(body)) => sign_v4::sha256_hex(body),
+            (Signer::V4 { .. }, Some(body)) if self.sign_payload => sign_v4::sha256_hex(body),
+            (Signer::V4 { .. }, Some(_)) => sign_v4::UNSIGNED_PAYLOAD.to_owned(),
             _ => sign_v4::EMPTY_SHA256.to_owned(),
         };
         let result = retry::run(
@@ -326,8 +351,8 @@ impl Inner {
                     body: req.body,
                     body_limit: req.body_limit,
                 };
-                match self.transport.send(&outgoing) {
-                    Ok(resp) => interpret(&target, resp),
+                match self.transport.send(&outgoing, dest.as_deref_mut()) {
+                    Ok(resp) => interpret(&target, resp, dest.as_deref()),
                     Err(failure) => self.transport_failure(&target, req, failure),
                 }
             },

@@ -10,9 +10,9 @@
 //! [`S3Error::Http`], so the caller can fall back to single DELETEs; `NotImplemented` and 501
 //! are not retried.
 
+use crate::checksum::content_md5;
 use crate::client::{Inner, Prepared, S3Client};
 use crate::error::S3Error;
-use crate::put_object::content_md5;
 use crate::retry::Attempt;
 use crate::stats::Op;
 use crate::transport::Method;

@@ -1,14 +1,17 @@
 //! `GET` of one object (read a block, facts §4.2 / §4.7).
 //!
 //! * Sends `If-Match` / `If-None-Match` (`"<hex>"`) and `Accept-Encoding` only when asked.
-//! * Never decodes the body; enforces `max_body`; checks the body against an MD5-form ETag
-//!   (retrying a mismatch), except under SSE-KMS whose ETags are not MD5s.
+//! * Never decodes the body; enforces `max_body`; asks for the stored checksum
+//!   (`x-amz-checksum-mode`) and checks a whole body against it, else against an MD5-form
+//!   ETag except under SSE-KMS whose ETags are not MD5s (`checksum.rs`); a mismatch is
+//!   retried.
 //! * 2xx → [`GetOutcome::Found`]; 304 to a conditional GET → [`GetOutcome::NotModified`];
 //!   404 → [`GetOutcome::NotFound`], **except** a 404 whose error code is `NoSuchBucket`,
 //!   which is an error: a missing bucket must never read as zeros.
 //! * 412 (If-Match failed: stale content) and every other error status are retried per
 //!   `retry.rs` and end as [`S3Error::Http`].
 
+use crate::checksum::{self, MODE_HEADER};
 use crate::client::{Prepared, S3Client, check_key, response_meta};
 use crate::error::S3Error;
 use crate::retry::Attempt;
@@ -19,6 +22,32 @@ use crate::types::{Etag, GetOutcome, GetRequest, ObjectData};
 impl S3Client {
     /// Reads object `key`.
     pub fn get_object(&self, key: &str, req: &GetRequest) -> Result<GetOutcome, S3Error> {
+        self.get_object_maybe_into(key, req, None)
+    }
+
+    /// Reads object `key`; a body of exactly `dest.len()` bytes without `Content-Encoding` (a
+    /// plain block) is read straight into `dest`, checked there, and reported with
+    /// [`ObjectData::in_dest`] and an empty `body`. Not for ranged requests.
+    pub fn get_object_into(
+        &self,
+        key: &str,
+        req: &GetRequest,
+        dest: &mut [u8],
+    ) -> Result<GetOutcome, S3Error> {
+        if req.range.is_some() {
+            return Err(S3Error::InvalidRequest {
+                detail: "a ranged GET cannot be read into a block buffer".into(),
+            });
+        }
+        self.get_object_maybe_into(key, req, Some(dest))
+    }
+
+    fn get_object_maybe_into(
+        &self,
+        key: &str,
+        req: &GetRequest,
+        dest: Option<&mut [u8]>,
+    ) -> Result<GetOutcome, S3Error> {
         check_key(key)?;
         let inner = &self.inner;
         let mut headers = Vec::new();
@@ -42,6 +71,9 @@ impl S3Client {
                 format!("bytes={first}-{}", first.saturating_add(len - 1)),
             ));
         }
+        if req.range.is_none() {
+            headers.push((MODE_HEADER.to_owned(), "ENABLED".to_owned()));
+        }
         let conditional = req.if_match.is_some() || req.if_none_match.is_some();
         let prepared = Prepared {
             op: Op::Get,
@@ -55,7 +87,7 @@ impl S3Client {
         };
         // SSE-KMS objects have ETags that are not the MD5 of their body.
         let check_md5 = inner.put_defaults.sse.as_deref() != Some("aws:kms");
-        inner.execute(&prepared, |target, resp| match resp.status {
+        inner.execute_into(&prepared, dest, |target, resp, dest| match resp.status {
             206 if req.range.is_some() => {
                 // Part of the object: the ETag covers the whole, so there is nothing to check
                 // the body against; the caller checks the range is what it asked for.
@@ -73,24 +105,24 @@ impl S3Client {
                     content_encoding: resp.header("content-encoding"),
                     meta: response_meta(&resp),
                     body: resp.body,
+                    in_dest: false,
                     range_of,
                 }))
             }
             200..=299 => {
                 let etag = resp.header("etag").and_then(|v| Etag::parse_header(&v));
-                // A single-part object's ETag is the MD5 of its body: a body damaged on the way
-                // (or a lying proxy) is caught here and fetched again, never returned.
-                if check_md5
-                    && let Some(e) = etag
-                    && Etag::md5_of(&resp.body) != e
-                {
+                // A body damaged on the way (or a lying proxy) is caught here and fetched
+                // again, never returned.
+                let body = match dest {
+                    Some(d) if resp.in_dest => d,
+                    _ => &resp.body,
+                };
+                if let Err(detail) = checksum::verify_body(&resp, body, etag, check_md5) {
                     return Attempt::Retry {
                         error: S3Error::InvalidResponse {
                             method: target.method,
                             url: target.url.to_owned(),
-                            detail: format!(
-                                "the body does not match its ETag {e} (damaged in transit?)"
-                            ),
+                            detail,
                         },
                         at_least: None,
                     };
@@ -99,6 +131,7 @@ impl S3Client {
                     etag,
                     content_encoding: resp.header("content-encoding"),
                     meta: response_meta(&resp),
+                    in_dest: resp.in_dest,
                     body: resp.body,
                     range_of: None,
                 }))

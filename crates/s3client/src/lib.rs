@@ -22,9 +22,13 @@
 //! * Bulk delete uses the configured URL style, and SigV2 signs its `?delete` sub-resource.
 //! * SigV2 sends the session token too; DELETE does not carry `x-amz-storage-class`.
 //! * ListObjects sends `prefix=`.
+//! * A block body is hashed once (`checksum.rs`): under SigV4 the signed payload hash protects
+//!   a PUT body, so `Content-MD5` is sent only with aws2, anonymous requests or
+//!   `--contentMD5`; every PUT carries `x-amz-checksum-crc32`, and GET bodies are checked
+//!   against it (or against their MD5 ETag when the object has no checksum).
 //!
 //! # Modules
-//! `client` (construction, the shared execute/sign/classify path), one file per operation
+//! `checksum` (what a PUT sends and a GET body is checked against), `client` (construction, the shared execute/sign/classify path), one file per operation
 //! (`get_object`, `head_object`, `put_object`, `delete_object`, `delete_objects`,
 //! `list_objects`), `sign_v4`, `sign_v2`, `retry`, `transport`, `url`, `xml`, `date`,
 //! `stats`, `error`, `types`.
@@ -32,6 +36,7 @@
 // Tests may unwrap; library code may not (workspace lint `clippy::unwrap_used`).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod checksum;
 mod client;
 mod date;
 mod delete_object;

@@ -1,25 +1,19 @@
 //! `PUT` of one object (write a block, set the mount token: facts §2.3, §2.6).
 //!
-//! Headers: `Content-MD5` (base64 MD5 of the body), `Content-Type` and `Content-Encoding`
-//! when given, `x-amz-acl: <--accessType>`, `x-amz-meta-<name>` (names lower-cased),
+//! Headers: `x-amz-checksum-crc32` (+ `x-amz-sdk-checksum-algorithm: CRC32`), `Content-MD5`
+//! (base64 MD5 of the body) when the client sends it (`checksum.rs`), `Content-Type` and
+//! `Content-Encoding` when given, `x-amz-acl: <--accessType>`, `x-amz-meta-<name>` (names lower-cased),
 //! `x-amz-server-side-encryption` (+ `-aws-kms-key-id`) with `--sse`, and
 //! `x-amz-storage-class` with `--storageClass`. A 2xx answer returns the stored ETag; errors
 //! are retried per `retry.rs` (`BadDigest` included: the body was damaged in transit).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-
+use crate::checksum::{self, CRC32_HEADER, SDK_ALGORITHM_HEADER};
 use crate::client::{Prepared, S3Client, check_key};
 use crate::error::S3Error;
 use crate::retry::Attempt;
 use crate::stats::Op;
 use crate::transport::Method;
 use crate::types::{Etag, PutOutcome, PutRequest};
-
-/// Base64 of the MD5 of `body`: the `Content-MD5` header value.
-pub(crate) fn content_md5(body: &[u8]) -> String {
-    BASE64.encode(Etag::md5_of(body).0)
-}
 
 impl S3Client {
     /// Stores `body` as object `key`.
@@ -32,7 +26,13 @@ impl S3Client {
         check_key(key)?;
         let inner = &self.inner;
         let defaults = &inner.put_defaults;
-        let mut headers = vec![("content-md5".to_owned(), content_md5(body))];
+        let mut headers = vec![
+            (CRC32_HEADER.to_owned(), checksum::crc32(body)),
+            (SDK_ALGORITHM_HEADER.to_owned(), "CRC32".to_owned()),
+        ];
+        if defaults.content_md5 {
+            headers.push(("content-md5".to_owned(), checksum::content_md5(body)));
+        }
         if let Some(ct) = &req.content_type {
             headers.push(("content-type".to_owned(), ct.clone()));
         }
@@ -76,20 +76,5 @@ impl S3Client {
             }),
             _ => inner.http_failure(target, &resp, false),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_md5_is_base64_of_md5() {
-        // RFC 1864's example digest for the empty body.
-        assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
-        assert_eq!(
-            content_md5(b"Welcome to Amazon S3."),
-            BASE64.encode(Etag::md5_of(b"Welcome to Amazon S3.").0)
-        );
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! We sign `host` plus exactly the headers we set ourselves (`content-type`, `content-md5`,
 //! `content-encoding`, `accept-encoding`, `if-match`, `if-none-match`, every `x-amz-*`),
-//! lower-cased and sorted. The payload is always hashed (`x-amz-content-sha256`, never
-//! `UNSIGNED-PAYLOAD`). The canonical URI is the request path exactly as sent (already
+//! lower-cased and sorted. The payload hash (`x-amz-content-sha256`) is the body's SHA-256,
+//! or `UNSIGNED-PAYLOAD` as `--payloadHash` decides (`checksum.rs`). The canonical URI is the request path exactly as sent (already
 //! encoded by `url.rs`), the canonical query is the sorted, encoded parameter list with `=`
 //! even for empty values.
 //!
@@ -20,6 +20,9 @@ use crate::url::query_string;
 /// Hex SHA-256 of the empty string.
 pub(crate) const EMPTY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// `x-amz-content-sha256` of a body that is not signed (`--payloadHash`).
+pub(crate) const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 

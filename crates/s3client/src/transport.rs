@@ -93,7 +93,10 @@ pub(crate) struct Outgoing<'a> {
 pub(crate) struct Incoming {
     pub(crate) status: u16,
     pub(crate) headers: http::HeaderMap,
+    /// The body, unless it went to the caller's buffer (`in_dest`).
     pub(crate) body: Vec<u8>,
+    /// The success body was read straight into the `dest` given to [`Transport::send`].
+    pub(crate) in_dest: bool,
 }
 
 impl Incoming {
@@ -280,8 +283,13 @@ impl Transport {
         })
     }
 
-    /// Sends one attempt.
-    pub(crate) fn send(&self, out: &Outgoing<'_>) -> Result<Incoming, Failure> {
+    /// Sends one attempt. A 2xx body of exactly `dest.len()` bytes without `Content-Encoding`
+    /// is read straight into `dest` (`Incoming::in_dest`): no buffer to zero, no copy after.
+    pub(crate) fn send(
+        &self,
+        out: &Outgoing<'_>,
+        dest: Option<&mut [u8]>,
+    ) -> Result<Incoming, Failure> {
         let started = Instant::now();
         let mut builder = http::Request::builder()
             .method(out.method.to_http())
@@ -312,7 +320,29 @@ impl Transport {
         };
         let status = response.status().as_u16();
         let (parts, body) = response.into_parts();
+        let fits_dest = |dest: &[u8]| {
+            status < 300
+                && body.content_length() == Some(dest.len() as u64)
+                && (out.body_limit == 0 || dest.len() <= out.body_limit)
+                && !parts.headers.contains_key(http::header::CONTENT_ENCODING)
+        };
+        let mut in_dest = false;
         let body = if out.method == Method::Head {
+            Vec::new()
+        } else if let Some(dest) = dest.filter(|d| fits_dest(d)) {
+            let mut reader = body.into_reader();
+            reader
+                .read_exact(dest)
+                .map_err(|e| classify(ureq::Error::from(e)))?;
+            // Reading the end is what hands the connection back to the pool.
+            let mut past_end = [0u8; 1];
+            let extra = reader
+                .read(&mut past_end)
+                .map_err(|e| classify(ureq::Error::from(e)))?;
+            if extra != 0 {
+                return Err(Failure::Other("body longer than its Content-Length".into()));
+            }
+            in_dest = true;
             Vec::new()
         } else if status >= 300 {
             // An error document: read what we need, tolerate a broken body.
@@ -349,15 +379,17 @@ impl Transport {
                 String::from_utf8_lossy(shown).escape_debug()
             );
         }
-        self.throttle(
-            started,
-            out.body.map_or(0, <[u8]>::len) as u64,
-            body.len() as u64,
-        );
+        let received = if in_dest {
+            body_len_header(&parts.headers)
+        } else {
+            body.len() as u64
+        };
+        self.throttle(started, out.body.map_or(0, <[u8]>::len) as u64, received);
         Ok(Incoming {
             status,
             headers: parts.headers,
             body,
+            in_dest,
         })
     }
 
@@ -374,6 +406,15 @@ impl Transport {
             std::thread::sleep(wanted - elapsed);
         }
     }
+}
+
+/// `Content-Length` of a response (0 when absent or malformed).
+fn body_len_header(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

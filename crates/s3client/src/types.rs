@@ -83,8 +83,11 @@ pub enum GetOutcome {
 /// An object's body and the headers we use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectData {
-    /// The raw body, exactly as sent by the server (never decoded).
+    /// The raw body, exactly as sent by the server (never decoded); empty when it went to the
+    /// caller's buffer (`in_dest`).
     pub body: Vec<u8>,
+    /// The body was read into the buffer given to [`crate::S3Client::get_object_into`].
+    pub in_dest: bool,
     /// The `ETag`, when it has the MD5 form.
     pub etag: Option<Etag>,
     /// The `Content-Encoding` header.

@@ -1,11 +1,14 @@
 //! `s3-load --url http://HOST:PORT/ --bucket NAME [--conns 16] [--size 262144] [--count 2048]
-//! [--rand-secs 10] [--lat-count 200] [--no-content-md5]`: the raw S3 ceiling of a server.
+//! [--rand-secs 10] [--lat-count 200] [--no-content-md5 | --crc32]`: the raw S3 ceiling of a
+//! server.
 //!
 //! `--conns` keep-alive connections (`TCP_NODELAY`), each a thread sending one request at a time:
 //! 1. PUT of `--count` objects of `--size` bytes (`Content-MD5` sent; the body and its MD5 are
 //!    computed once, so the client costs next to nothing; with `--no-content-md5` the PUTs carry
 //!    the body's SHA-256 in `x-amz-content-sha256` instead, as s3backer-rs's SigV4 PUTs do, so
-//!    the server computes the ETag itself),
+//!    the server computes the ETag itself; with `--crc32` they carry `x-amz-checksum-crc32`
+//!    instead of `Content-MD5`, as s3backer-rs's default SigV4 PUTs do, which the server
+//!    verifies),
 //! 2. GET of every object once (sequential keys over the connections),
 //! 3. GET of random objects for `--rand-secs` seconds,
 //! 4. on one connection, `--lat-count` PUTs then GETs one at a time (the round trip at queue
@@ -35,6 +38,7 @@ struct Opts {
     rand_secs: f64,
     lat_count: usize,
     no_md5: bool,
+    crc32: bool,
 }
 
 struct Conn {
@@ -156,6 +160,7 @@ fn parse_opts() -> Opts {
         rand_secs: 10.0,
         lat_count: 200,
         no_md5: false,
+        crc32: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -187,6 +192,7 @@ fn parse_opts() -> Opts {
             }
             "--lat-count" => o.lat_count = num(val()) as usize,
             "--no-content-md5" => o.no_md5 = true,
+            "--crc32" => o.crc32 = true,
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -210,7 +216,14 @@ fn main() {
             })
             .collect(),
     );
-    let md5_header = if o.no_md5 {
+    let md5_header = if o.crc32 {
+        format!(
+            "x-amz-checksum-crc32: {}\r\nx-amz-content-sha256: {}\r\n\
+             Content-Type: application/x-s3backer-block\r\n",
+            BASE64.encode(crc32fast::hash(body.as_slice()).to_be_bytes()),
+            "5".repeat(64)
+        )
+    } else if o.no_md5 {
         // A fixed stand-in for the body's SHA-256 (the server does not verify it).
         format!(
             "x-amz-content-sha256: {}\r\nContent-Type: application/x-s3backer-block\r\n",

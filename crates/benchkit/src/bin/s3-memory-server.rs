@@ -3,7 +3,8 @@
 //! Path-style (`/bucket/key`), HTTP/1.1 with keep-alive, one thread per connection,
 //! `TCP_NODELAY`. Buckets exist as soon as they are named. Supported: object PUT / GET / HEAD /
 //! DELETE (with `Content-Type`, `Content-Encoding` and `x-amz-meta-*` stored and returned;
-//! `ETag` = quoted MD5 hex; `Content-MD5` checked → 400 `BadDigest`; `If-Match` → 412,
+//! `ETag` = quoted MD5 hex; `Content-MD5` and `x-amz-checksum-crc32` checked → 400 `BadDigest`
+//! (the CRC is stored and returned to a GET or HEAD with `x-amz-checksum-mode: ENABLED`); `If-Match` → 412,
 //! `If-None-Match` → 304; `Expect: 100-continue`; with `--trust-content-md5` a PUT's ETag is
 //! its `Content-MD5` unchecked, so the server spends no CPU hashing), `Range: bytes=A-B` (one range → 206), ListObjects V1 (`prefix`, `marker`,
 //! `max-keys`) and V2 (`list-type=2`, `start-after`, `continuation-token`), DeleteObjects
@@ -38,6 +39,9 @@ struct Object {
     content_type: Option<String>,
     content_encoding: Option<String>,
     meta: Vec<(String, String)>,
+    /// `x-amz-checksum-crc32` given with the PUT (verified), returned when a GET or HEAD asks
+    /// with `x-amz-checksum-mode: ENABLED`, as S3 does.
+    crc32: Option<String>,
 }
 
 #[derive(Default)]
@@ -343,8 +347,11 @@ fn etag_matches(header: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag)
 }
 
-fn object_headers(o: &Object, r: &mut Reply) {
+fn object_headers(o: &Object, checksum_mode: bool, r: &mut Reply) {
     r.headers.push(("ETag".into(), format!("\"{}\"", o.etag)));
+    if checksum_mode && let Some(c) = &o.crc32 {
+        r.headers.push(("x-amz-checksum-crc32".into(), c.clone()));
+    }
     r.headers.push((
         "Content-Type".into(),
         o.content_type
@@ -399,7 +406,10 @@ fn handle_object(
                 return r;
             }
             let mut r = Reply::new(200);
-            object_headers(&o, &mut r);
+            let checksum_mode = head
+                .header("x-amz-checksum-mode")
+                .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
+            object_headers(&o, checksum_mode, &mut r);
             r.head_only = is_head;
             if !is_head
                 && let Some((first, last)) = head
@@ -440,6 +450,16 @@ fn handle_object(
                 }
                 None => hex(&Md5::digest(&body)),
             };
+            let crc32 = head.header("x-amz-checksum-crc32").map(str::to_owned);
+            if let Some(given) = &crc32
+                && *given != BASE64.encode(crc32fast::hash(&body).to_be_bytes())
+            {
+                return Reply::error(
+                    400,
+                    "BadDigest",
+                    "The CRC32 you specified did not match the calculated checksum.",
+                );
+            }
             let meta = head
                 .headers
                 .iter()
@@ -452,6 +472,7 @@ fn handle_object(
                 content_type: head.header("content-type").map(str::to_owned),
                 content_encoding: head.header("content-encoding").map(str::to_owned),
                 meta,
+                crc32,
             };
             bucket.put(key, obj);
             let mut r = Reply::new(200);

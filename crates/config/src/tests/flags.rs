@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{err, err_exact, no_env, ok, parse_with, plugin};
 use crate::flags::FLAGS;
 use crate::testutil::TempDir;
-use crate::{AuthVersion, ErrorKind, Invocation, Mode, parse_command_line};
+use crate::{AuthVersion, ErrorKind, Invocation, Mode, PayloadHash, parse_command_line};
 
 #[test]
 fn every_flag_has_a_test() {
@@ -186,6 +186,27 @@ fn auth_version() {
         err(&["--authVersion=aws3"]),
         "--authVersion: invalid value \"aws3\": must be one of aws2, aws4"
     );
+}
+
+#[test]
+fn body_integrity_switches() {
+    let c = ok(&[]);
+    assert_eq!(c.s3.payload_hash, PayloadHash::Auto);
+    assert!(!c.s3.content_md5);
+    assert_eq!(
+        ok(&["--payloadHash=sha256"]).s3.payload_hash,
+        PayloadHash::Sha256
+    );
+    assert_eq!(
+        ok(&["--payloadHash=unsigned"]).s3.payload_hash,
+        PayloadHash::Unsigned
+    );
+    assert_eq!(
+        err(&["--payloadHash=md5"]),
+        "--payloadHash: invalid value \"md5\": must be one of auto, sha256, unsigned"
+    );
+    assert!(ok(&["--contentMD5"]).s3.content_md5);
+    assert!(!ok(&["--contentMD5=false"]).s3.content_md5);
 }
 
 #[test]

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use percent_encoding::percent_decode_str;
-use s3backer_config::{AuthVersion, CredentialSource, Credentials, S3Settings, Secret};
+use s3backer_config::{
+    AuthVersion, CredentialSource, Credentials, PayloadHash, S3Settings, Secret,
+};
 
 use self::fake_server::{Canned, FakeServer, Recorded};
 use crate::sign_v4::{SigV4, V4Request, sha256_hex};
@@ -24,6 +26,7 @@ fn settings(base_url: &str) -> S3Settings {
         region: "garage".into(),
         vhost: false,
         auth_version: AuthVersion::V4,
+        payload_hash: PayloadHash::Auto,
         credentials: Some(Credentials {
             access_id: ID.into(),
             access_key: Secret::new(SECRET),
@@ -34,6 +37,7 @@ fn settings(base_url: &str) -> S3Settings {
         insecure: false,
         http11: false,
         no_connection_reuse: false,
+        content_md5: false,
         timeout: Duration::from_secs(5),
         initial_retry_pause: Duration::from_millis(10),
         max_retry_pause: Duration::from_millis(30),
@@ -101,11 +105,14 @@ fn verify_v4(req: &Recorded, region: &str) {
         .map(|n| (n.to_owned(), req.header(n).unwrap().to_owned()))
         .collect();
     let amz_date = req.header("x-amz-date").unwrap();
-    let payload_hash = sha256_hex(&req.body);
-    assert_eq!(
-        req.header("x-amz-content-sha256"),
-        Some(payload_hash.as_str())
-    );
+    let payload_hash = match req.header("x-amz-content-sha256") {
+        Some("UNSIGNED-PAYLOAD") => "UNSIGNED-PAYLOAD".to_owned(),
+        other => {
+            let hash = sha256_hex(&req.body);
+            assert_eq!(other, Some(hash.as_str()));
+            hash
+        }
+    };
     let expected = SigV4::new(ID, SECRET, region).authorization(
         amz_date,
         &V4Request {
@@ -166,12 +173,9 @@ fn get_retries_a_503_then_succeeds() {
         assert!(r.header("if-match").is_none());
         verify_v4(r, "garage");
     }
-    assert!(
-        reqs[0]
-            .header("authorization")
-            .unwrap()
-            .contains("SignedHeaders=accept-encoding;host;x-amz-content-sha256;x-amz-date,")
-    );
+    assert!(reqs[0].header("authorization").unwrap().contains(
+        "SignedHeaders=accept-encoding;host;x-amz-checksum-mode;x-amz-content-sha256;x-amz-date,"
+    ));
     let s = c.stats();
     assert_eq!((s.gets, s.retries, s.http_5xx), (1, 1, 1));
     assert_eq!(s.total_retry_delay, ms(10));
@@ -233,6 +237,89 @@ fn a_body_that_does_not_match_its_etag_is_fetched_again() {
     }
     assert_eq!(server.requests().len(), 2, "retried once");
     assert_eq!(pauses.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_body_that_does_not_match_its_stored_crc32_is_fetched_again() {
+    let etag = Etag::md5_of(b"the block");
+    let crc = crate::checksum::crc32(b"the block");
+    let server = FakeServer::start(vec![
+        Canned::new(200)
+            .header("ETag", &etag.quoted())
+            .header("x-amz-checksum-crc32", &crc)
+            .body("the blocK"),
+        Canned::new(200)
+            .header("ETag", &etag.quoted())
+            .header("x-amz-checksum-crc32", &crc)
+            .body("the block"),
+    ]);
+    let (c, pauses) = client(&server);
+    match c.get_object("k", &GetRequest::default()).unwrap() {
+        GetOutcome::Found(d) => assert_eq!(d.body, b"the block"),
+        other => panic!("{other:?}"),
+    }
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2, "retried once");
+    assert_eq!(reqs[0].header("x-amz-checksum-mode"), Some("ENABLED"));
+    assert_eq!(pauses.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_plain_body_of_the_buffer_size_is_read_into_it_and_checked_there() {
+    let crc = crate::checksum::crc32(b"the block");
+    let server = FakeServer::start(vec![
+        // Damaged on the way: caught in the buffer, fetched again.
+        Canned::new(200)
+            .header("x-amz-checksum-crc32", &crc)
+            .body("the blocK"),
+        Canned::new(200)
+            .header("x-amz-checksum-crc32", &crc)
+            .body("the block"),
+        // Another size, or an encoded body: returned as a vector, the buffer untouched.
+        Canned::new(200).body("longer than the buffer"),
+        Canned::new(200)
+            .header("Content-Encoding", "deflate")
+            .body("123456789"),
+    ]);
+    let (c, pauses) = client(&server);
+    let mut buf = [0u8; 9];
+    match c
+        .get_object_into("k", &GetRequest::default(), &mut buf)
+        .unwrap()
+    {
+        GetOutcome::Found(d) => assert!(d.in_dest && d.body.is_empty(), "{d:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(&buf, b"the block");
+    assert_eq!(
+        pauses.lock().unwrap().len(),
+        1,
+        "the damaged body was retried"
+    );
+    let mut buf = [0u8; 9];
+    for expected in [&b"longer than the buffer"[..], b"123456789"] {
+        match c
+            .get_object_into("k", &GetRequest::default(), &mut buf)
+            .unwrap()
+        {
+            GetOutcome::Found(d) => {
+                assert!(!d.in_dest);
+                assert_eq!(d.body, expected);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(buf, [0u8; 9]);
+    // Ranged reads never go into a block buffer.
+    let ranged = GetRequest {
+        range: Some((0, 4)),
+        ..GetRequest::default()
+    };
+    assert!(matches!(
+        c.get_object_into("k", &ranged, &mut buf),
+        Err(S3Error::InvalidRequest { .. })
+    ));
+    assert_eq!(server.requests().len(), 4);
 }
 
 #[test]
@@ -385,14 +472,17 @@ fn put_sends_the_s3backer_headers() {
     assert_eq!(r.target, "/bucket/vol1/00000000");
     assert_eq!(r.body, body);
     assert_eq!(r.header("content-length"), Some("4096"));
-    assert_eq!(
-        r.header("content-md5"),
-        Some(&*crate::put_object::content_md5(&body))
-    );
+    // One hash of the body under SigV4: the signed payload hash, no Content-MD5 (checksum.rs).
+    assert_eq!(r.header("content-md5"), None);
     assert_eq!(
         r.header("x-amz-content-sha256"),
         Some(&*crate::sign_v4::sha256_hex(&body))
     );
+    assert_eq!(
+        r.header("x-amz-checksum-crc32"),
+        Some(&*crate::checksum::crc32(&body))
+    );
+    assert_eq!(r.header("x-amz-sdk-checksum-algorithm"), Some("CRC32"));
     assert_eq!(
         r.header("content-type"),
         Some("application/x-s3backer-block")
@@ -413,7 +503,7 @@ fn put_sends_the_s3backer_headers() {
     assert!(r.header("expect").is_none());
     let auth = r.header("authorization").unwrap();
     assert!(auth.starts_with(&format!("AWS4-HMAC-SHA256 Credential={ID}/")));
-    assert!(auth.contains("/garage/s3/aws4_request, SignedHeaders=content-encoding;content-md5;content-type;host;x-amz-acl;x-amz-content-sha256;x-amz-date;x-amz-meta-s3backer-blocksize;x-amz-meta-s3backer-hmac;x-amz-server-side-encryption;x-amz-server-side-encryption-aws-kms-key-id;x-amz-storage-class, Signature="));
+    assert!(auth.contains("/garage/s3/aws4_request, SignedHeaders=content-encoding;content-type;host;x-amz-acl;x-amz-checksum-crc32;x-amz-content-sha256;x-amz-date;x-amz-meta-s3backer-blocksize;x-amz-meta-s3backer-hmac;x-amz-sdk-checksum-algorithm;x-amz-server-side-encryption;x-amz-server-side-encryption-aws-kms-key-id;x-amz-storage-class, Signature="));
     verify_v4(r, "garage");
 }
 
@@ -424,12 +514,80 @@ fn empty_put_sends_a_zero_content_length() {
     c.put_object("k", b"", &PutRequest::default()).unwrap();
     let r = &server.requests()[0];
     assert_eq!(r.header("content-length"), Some("0"));
-    assert_eq!(r.header("content-md5"), Some("1B2M2Y8AsgTpgAmY7PhCfg=="));
+    assert_eq!(r.header("content-md5"), None);
+    assert_eq!(r.header("x-amz-checksum-crc32"), Some("AAAAAA=="));
     assert_eq!(
         r.header("x-amz-content-sha256"),
         Some(crate::sign_v4::EMPTY_SHA256)
     );
     verify_v4(r, "garage");
+}
+
+#[test]
+fn content_md5_flag_sends_it_under_sigv4_too() {
+    let server = FakeServer::start(vec![Canned::new(200)]);
+    let mut s = settings(&server.base_url());
+    s.content_md5 = true;
+    let (c, _) = client_with(&s);
+    c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    let r = &server.requests()[0];
+    assert_eq!(
+        r.header("content-md5"),
+        Some(&*crate::checksum::content_md5(b"block"))
+    );
+    assert_eq!(
+        r.header("x-amz-checksum-crc32"),
+        Some(&*crate::checksum::crc32(b"block"))
+    );
+    assert!(
+        r.header("authorization")
+            .unwrap()
+            .contains("SignedHeaders=content-md5;host;")
+    );
+    verify_v4(r, "garage");
+}
+
+#[test]
+fn unsigned_payload_puts_carry_only_the_crc() {
+    let server = FakeServer::start(vec![Canned::new(200)]);
+    let mut s = settings(&server.base_url());
+    s.payload_hash = PayloadHash::Unsigned;
+    let (c, _) = client_with(&s);
+    c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    let r = &server.requests()[0];
+    assert_eq!(r.header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
+    assert_eq!(r.header("content-md5"), None);
+    assert_eq!(
+        r.header("x-amz-checksum-crc32"),
+        Some(&*crate::checksum::crc32(b"block"))
+    );
+    verify_v4(r, "garage");
+    // Over plain HTTP "auto" signs the body's SHA-256 (tested above); "sha256" always does.
+    let server = FakeServer::start(vec![Canned::new(200)]);
+    let mut s = settings(&server.base_url());
+    s.payload_hash = PayloadHash::Sha256;
+    let (c, _) = client_with(&s);
+    c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    let r = &server.requests()[0];
+    assert_eq!(
+        r.header("x-amz-content-sha256"),
+        Some(&*crate::sign_v4::sha256_hex(b"block"))
+    );
+}
+
+#[test]
+fn anonymous_puts_carry_content_md5() {
+    let server = FakeServer::start(vec![Canned::new(200)]);
+    let mut s = settings(&server.base_url());
+    s.credentials = None;
+    let (c, _) = client_with(&s);
+    c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    let r = &server.requests()[0];
+    assert_eq!(
+        r.header("content-md5"),
+        Some(&*crate::checksum::content_md5(b"block"))
+    );
+    assert!(r.header("authorization").is_none());
 }
 
 #[test]
@@ -610,7 +768,7 @@ fn bulk_delete_request_and_result() {
     assert_eq!(r.header("content-type"), Some("application/xml"));
     assert_eq!(
         r.header("content-md5"),
-        Some(&*crate::put_object::content_md5(body.as_bytes()))
+        Some(&*crate::checksum::content_md5(body.as_bytes()))
     );
     verify_v4(r, "garage");
     // A server without bulk delete: an HTTP error at once, so the caller can fall back.
@@ -653,10 +811,10 @@ fn sigv2_requests_carry_date_token_and_signature() {
     .unwrap();
     c.delete_objects(&["k".to_owned()]).unwrap();
     let reqs = server.requests();
-    // Every PUT carries Content-MD5 (facts §7), SigV2's included.
+    // SigV2 signs no payload hash, so its PUTs carry Content-MD5 (facts §4.7).
     assert_eq!(
         reqs[0].header("content-md5"),
-        Some(&*crate::put_object::content_md5(b"v2"))
+        Some(&*crate::checksum::content_md5(b"v2"))
     );
     for r in &reqs {
         let date = r.header("date").unwrap();

@@ -140,6 +140,7 @@ impl ObjectBackend for DirBackend {
                 content_encoding: None,
                 meta: Vec::new(),
                 range_of: None,
+                in_dest: false,
             })),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(GetOutcome::NotFound),
             Err(e) => Err(io_err(&path, e)),

@@ -69,6 +69,15 @@ pub trait ObjectBackend: Send + Sync {
     fn description(&self, prefix: &str) -> String;
     /// GET an object.
     fn get(&self, key: &str, req: &GetRequest) -> BackendResult<GetOutcome>;
+    /// GET an object whose body, when it is exactly `dest.len()` bytes with no
+    /// `Content-Encoding`, may be read straight into `dest` ([`ObjectData::in_dest`], empty
+    /// `body`): a plain block lands in the caller's buffer without a copy. Default: [`get`].
+    ///
+    /// [`get`]: ObjectBackend::get
+    fn get_into(&self, key: &str, req: &GetRequest, dest: &mut [u8]) -> BackendResult<GetOutcome> {
+        let _ = dest;
+        self.get(key, req)
+    }
     /// Whether a ranged GET (`GetRequest::range`) may serve a partial read: its body is covered by
     /// no checksum (an object's ETag is the MD5 of the whole), so only a transport that
     /// authenticates every byte (TLS) keeps "a damaged body is never returned" true. Default:

@@ -39,6 +39,10 @@ impl ObjectBackend for S3Backend {
         Ok(self.client.get_object(key, req)?)
     }
 
+    fn get_into(&self, key: &str, req: &GetRequest, dest: &mut [u8]) -> BackendResult<GetOutcome> {
+        Ok(self.client.get_object_into(key, req, dest)?)
+    }
+
     fn ranged_reads_verified(&self) -> bool {
         self.client.uses_tls()
     }

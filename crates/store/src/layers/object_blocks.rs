@@ -31,6 +31,8 @@ enum Fetched {
         data: Result<Vec<u8>, CodecError>,
         tag: BlockTag,
     },
+    /// A plain object, already in the caller's buffer; its tag.
+    InBuffer { tag: BlockTag },
 }
 
 /// Keys per multi-object delete request (the S3 limit).
@@ -110,14 +112,21 @@ impl ObjectBlocks {
     /// Like [`ObjectBlocks::fetch`], with the codec's verdict kept typed (startup checks tell a
     /// wrong password from other damage).
     pub fn fetch_raw(&self, block: BlockNum) -> StoreResult<Option<Result<Vec<u8>, CodecError>>> {
-        Ok(match self.get_block(block, None)? {
-            Fetched::Absent | Fetched::Unchanged => None,
+        Ok(match self.get_block(block, None, None)? {
+            Fetched::Absent | Fetched::Unchanged | Fetched::InBuffer { .. } => None,
             Fetched::Found { data, .. } => Some(data),
         })
     }
 
     /// GETs a block object, conditionally when `expect` names what the caller already has.
-    fn get_block(&self, block: BlockNum, expect: Option<BlockTag>) -> StoreResult<Fetched> {
+    /// With `buf` (a block's size), a plain codec lets a plain object's body land in it
+    /// ([`Fetched::InBuffer`]): what decoding would have returned, without the copy.
+    fn get_block(
+        &self,
+        block: BlockNum,
+        expect: Option<BlockTag>,
+        buf: Option<&mut [u8]>,
+    ) -> StoreResult<Fetched> {
         let key = self.keys.block_key(block);
         let req = GetRequest {
             max_body: self.codec.max_encoded_len(),
@@ -128,7 +137,11 @@ impl ObjectBlocks {
             },
             ..Default::default()
         };
-        match self.backend.get(&key, &req)? {
+        let outcome = match buf {
+            Some(buf) if self.codec.reads_ranges() => self.backend.get_into(&key, &req, buf)?,
+            _ => self.backend.get(&key, &req)?,
+        };
+        match outcome {
             GetOutcome::NotFound => {
                 self.counters.zero_read.incr();
                 Ok(if expect == Some(BlockTag::Absent) {
@@ -144,6 +157,14 @@ impl ObjectBlocks {
                 block,
                 detail: "unexpected 304 Not Modified for an unconditional GET".into(),
             }),
+            GetOutcome::Found(data) if data.in_dest => {
+                self.counters.normal_read.incr();
+                self.counters
+                    .bytes_read
+                    .add(self.geometry.block_size.into());
+                let tag = data.etag.map_or(BlockTag::Unknown, |e| BlockTag::Etag(e.0));
+                Ok(Fetched::InBuffer { tag })
+            }
             GetOutcome::Found(data) => {
                 self.counters.normal_read.incr();
                 self.counters.bytes_read.add(data.body.len() as u64);
@@ -433,11 +454,7 @@ impl BlockStore for ObjectBlocks {
     }
 
     fn read_block(&self, block: BlockNum, buf: &mut [u8]) -> StoreResult<()> {
-        match self.fetch(block)? {
-            None => buf.fill(0),
-            Some(data) => buf.copy_from_slice(&data),
-        }
-        Ok(())
+        self.read_block_tagged(block, buf, None).map(drop)
     }
 
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
@@ -455,8 +472,9 @@ impl BlockStore for ObjectBlocks {
         expect: Option<BlockTag>,
     ) -> StoreResult<TaggedRead> {
         let key = self.keys.block_key(block);
-        match self.get_block(block, expect)? {
+        match self.get_block(block, expect, Some(&mut *buf))? {
             Fetched::Unchanged => Ok(TaggedRead::Unchanged),
+            Fetched::InBuffer { tag } => Ok(TaggedRead::Data(tag)),
             Fetched::Absent => {
                 buf.fill(0);
                 Ok(TaggedRead::Data(BlockTag::Absent))
