@@ -779,16 +779,23 @@ impl Inner {
                 .map_err(|e| e.to_string())
         } else {
             let u = &ups[0];
-            buf.resize(self.geometry.block_size as usize, 0);
-            let crc = lock(&self.state)
-                .entries
-                .get(&u.block)
-                .and_then(|e| e.versions.iter().find(|v| v.id == u.id))
-                .and_then(|v| v.crc_unchecked);
-            match self.slots.read(u.slot, buf, crc) {
-                Ok(()) => self
+            let shared = self.slots.shared(u.slot);
+            let data = match &shared {
+                Some(data) if data.len() == self.geometry.block_size as usize => Ok(&data[..]),
+                _ => {
+                    buf.resize(self.geometry.block_size as usize, 0);
+                    let crc = lock(&self.state)
+                        .entries
+                        .get(&u.block)
+                        .and_then(|e| e.versions.iter().find(|v| v.id == u.id))
+                        .and_then(|v| v.crc_unchecked);
+                    self.slots.read(u.slot, buf, crc).map(|()| &buf[..])
+                }
+            };
+            match data {
+                Ok(data) => self
                     .next
-                    .write_block_tagged(u.block, buf)
+                    .write_block_tagged(u.block, data)
                     .map(|t| vec![t])
                     .map_err(|e| e.to_string()),
                 Err(e) => {

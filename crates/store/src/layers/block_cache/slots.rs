@@ -2,13 +2,16 @@
 //!
 //! Each slot has its own reader/writer lock, so a reader never sees a half-written block and
 //! copies happen outside the cache's main lock. Memory slots are allocated on first use, so a
-//! large `--blockCacheSize` costs memory only as the cache fills.
+//! large `--blockCacheSize` costs memory only as the cache fills. An upload shares a memory
+//! slot's buffer instead of copying it ([`Slots::shared`]); a write into a slot whose buffer
+//! an upload still holds gets a new buffer (copy on write), so the upload sends the version it
+//! took.
 
 use super::cache_file::{CacheFile, SlotRecord};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-/// One memory slot: its buffer, allocated on first use.
-type MemorySlot = RwLock<Option<Box<[u8]>>>;
+/// One memory slot: its buffer, allocated on first use, shared with uploads.
+type MemorySlot = RwLock<Option<Arc<[u8]>>>;
 
 /// The slot storage.
 pub(crate) enum Slots {
@@ -53,7 +56,7 @@ impl Slots {
                 let mut b = bufs[slot as usize]
                     .write()
                     .unwrap_or_else(|e| e.into_inner());
-                match b.as_mut() {
+                match b.as_mut().and_then(Arc::get_mut) {
                     Some(buf) if buf.len() == data.len() => buf.copy_from_slice(data),
                     _ => *b = Some(data.into()),
                 }
@@ -73,6 +76,18 @@ impl Slots {
                 }
                 Ok(crc)
             }
+        }
+    }
+
+    /// A memory slot's current buffer, shared (no copy); `None` for cache-file slots and empty
+    /// ones.
+    pub fn shared(&self, slot: u32) -> Option<Arc<[u8]>> {
+        match self {
+            Slots::Memory { bufs } => bufs[slot as usize]
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            Slots::File { .. } => None,
         }
     }
 
@@ -155,9 +170,10 @@ impl Slots {
         let mut b = bufs[slot as usize]
             .write()
             .unwrap_or_else(|e| e.into_inner());
+        // An upload holding the buffer keeps its version: patch a copy then.
         match b
             .as_mut()
-            .and_then(|d| d.get_mut(start..start + data.len()))
+            .and_then(|d| Arc::make_mut(d).get_mut(start..start + data.len()))
         {
             Some(part) => {
                 part.copy_from_slice(data);
@@ -198,5 +214,34 @@ impl Slots {
             Slots::Memory { .. } => Ok(()),
             Slots::File { file, .. } => file.sync(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_keeps_the_version_it_shared() {
+        let slots = Slots::memory(2);
+        assert!(slots.shared(0).is_none());
+        slots.write(0, &[1u8; 8]).expect("write");
+        let uploading = slots.shared(0).expect("data");
+        // A rewrite and a patch while the upload holds the buffer: both land in a copy.
+        slots.write(0, &[2u8; 8]).expect("write");
+        assert!(slots.patch(0, 2, &[3u8; 2]));
+        assert_eq!(&uploading[..], &[1u8; 8]);
+        let mut now = [0u8; 8];
+        slots.read(0, &mut now, None).expect("read");
+        assert_eq!(now, [2, 2, 3, 3, 2, 2, 2, 2]);
+        // Unshared again: written in place (the same buffer).
+        drop(uploading);
+        let before = slots.shared(0).expect("data");
+        let ptr = before.as_ptr();
+        drop(before);
+        slots.write(0, &[4u8; 8]).expect("write");
+        let after = slots.shared(0).expect("data");
+        assert_eq!(after.as_ptr(), ptr);
+        assert_eq!(&after[..], &[4u8; 8]);
     }
 }
