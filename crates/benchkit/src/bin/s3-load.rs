@@ -1,6 +1,6 @@
 //! `s3-load --url http://HOST:PORT/ --bucket NAME [--conns 16] [--size 262144] [--count 2048]
-//! [--rand-secs 10] [--lat-count 200] [--no-content-md5 | --crc32]`: the raw S3 ceiling of a
-//! server.
+//! [--rand-secs 10] [--lat-count 200] [--no-content-md5 | --crc32] [--server-pid PID]`: the raw
+//! S3 ceiling of a server.
 //!
 //! `--conns` keep-alive connections (`TCP_NODELAY`), each a thread sending one request at a time:
 //! 1. PUT of `--count` objects of `--size` bytes (`Content-MD5` sent; the body and its MD5 are
@@ -15,7 +15,9 @@
 //!    depth 1).
 //!
 //! Prints one JSON object: `put_mibs`, `put_rps`, `get_mibs`, `get_rps`, `randget_rps`,
-//! `randget_mibs`, `put_qd1_us`, `get_qd1_us` (medians of the round trips).
+//! `randget_mibs`, `put_qd1_us`, `get_qd1_us` (medians of the round trips), and with
+//! `--server-pid` the server's CPU seconds per GiB moved in steps 1 and 2
+//! (`put_server_cpu_per_gib`, `get_server_cpu_per_gib`, from `/proc/PID/stat`).
 //! The server is not asked to verify signatures (a dummy `Authorization` is sent).
 
 use std::io::{self, BufReader, IoSlice, Write};
@@ -39,6 +41,7 @@ struct Opts {
     lat_count: usize,
     no_md5: bool,
     crc32: bool,
+    server_pid: Option<u32>,
 }
 
 struct Conn {
@@ -145,6 +148,21 @@ where
     start.elapsed()
 }
 
+/// CPU seconds (user + system) a process has used so far; 0 without a pid or when unreadable.
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) end at its ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is
+    // 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median_us(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v.get(v.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e6)
@@ -161,6 +179,7 @@ fn parse_opts() -> Opts {
         lat_count: 200,
         no_md5: false,
         crc32: false,
+        server_pid: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -193,6 +212,7 @@ fn parse_opts() -> Opts {
             "--lat-count" => o.lat_count = num(val()) as usize,
             "--no-content-md5" => o.no_md5 = true,
             "--crc32" => o.crc32 = true,
+            "--server-pid" => o.server_pid = Some(num(val()) as u32),
             other => fail(format!("unknown argument {other}")),
         }
     }
@@ -239,6 +259,8 @@ fn main() {
     let md5_header = Arc::new(md5_header);
     let mib = (o.count as f64 * o.size as f64) / 1048576.0;
 
+    let gib = mib / 1024.0;
+    let cpu0 = cpu_secs(o.server_pid);
     // 1. PUT
     let next = Arc::new(AtomicU64::new(0));
     let (o2, n2, b2, h2) = (o.clone(), next.clone(), body.clone(), md5_header.clone());
@@ -252,6 +274,7 @@ fn main() {
         }
     });
 
+    let cpu1 = cpu_secs(o.server_pid);
     // 2. GET, each object once
     next.store(0, Relaxed);
     let (o2, n2) = (o.clone(), next.clone());
@@ -268,6 +291,7 @@ fn main() {
         }
     });
 
+    let cpu2 = cpu_secs(o.server_pid);
     // 3. random GET for rand_secs
     let done = Arc::new(AtomicBool::new(false));
     let gets = Arc::new(AtomicU64::new(0));
@@ -316,7 +340,8 @@ fn main() {
     println!(
         "{{\"conns\":{},\"size\":{},\"count\":{},\"put_mibs\":{:.1},\"put_rps\":{:.0},\
          \"get_mibs\":{:.1},\"get_rps\":{:.0},\"randget_rps\":{:.0},\"randget_mibs\":{:.1},\
-         \"put_qd1_us\":{:.0},\"get_qd1_us\":{:.0}}}",
+         \"put_qd1_us\":{:.0},\"get_qd1_us\":{:.0},\"put_server_cpu_per_gib\":{:.3},\
+         \"get_server_cpu_per_gib\":{:.3}}}",
         o.conns,
         o.size,
         o.count,
@@ -328,6 +353,8 @@ fn main() {
         rgets * o.size as f64 / 1048576.0 / rt,
         median_us(put_lat),
         median_us(get_lat),
+        (cpu1 - cpu0) / gib,
+        (cpu2 - cpu1) / gib,
     );
     // Free the server's memory.
     let _ = c.request(&o, "DELETE", "", "", &[]);
