@@ -27,7 +27,7 @@ RUNTIME = int(os.environ.get("RUNTIME", "10"))
 WARM_MB = 32  # working set of the cached random jobs (fits the 64 MiB cache)
 CACHE_BLOCKS = 256  # 64 MiB of 256 KiB blocks
 CONNS = 16
-ONLY = set(filter(None, os.environ.get("ONLY", "raw,memory,nocache,cache,unsigned,ucache,codec,fuse,orig").split(",")))
+ONLY = set(filter(None, os.environ.get("ONLY", "raw,memory,nocache,cache,unsigned,ucache,rawtls,tls,codec,fuse,orig").split(",")))
 OUT = os.environ.get("OUT") or os.path.join(ROOT, "bench", "results", time.strftime("%Y-%m-%d") + "-matrix")
 CLK = os.sysconf("SC_CLK_TCK")
 WORK = tempfile.mkdtemp(prefix="s3b-matrix.")
@@ -85,6 +85,49 @@ def start_server():
     PROCS.append(p)
     line = p.stdout.readline().strip()
     return p, "http://" + line.rsplit(" ", 1)[1] + "/"
+
+
+def start_stunnel(name, conf_lines):
+    conf = os.path.join(WORK, name + ".conf")
+    with open(conf, "w") as f:
+        f.write("foreground = yes\npid =\n" + "\n".join(conf_lines) + "\n")
+    logf = open(os.path.join(WORK, name + ".log"), "w")
+    p = subprocess.Popen(["stunnel", conf], stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+    PROCS.append(p)
+    return p
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port):
+    import socket
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port}")
+
+
+def start_tls(url):
+    """HTTPS in front of the server: stunnel with a throw-away certificate for 127.0.0.1.
+    Returns (https URL, CA file). Both s3-load and our plugin speak TLS themselves (OpenSSL)."""
+    cert, key = os.path.join(WORK, "cert.pem"), os.path.join(WORK, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    target = url[len("http://"):].rstrip("/")
+    tls_port = free_port()
+    start_stunnel("tls-front", ["[s3]", f"accept = 127.0.0.1:{tls_port}", f"connect = {target}",
+                                f"cert = {cert}", f"key = {key}"])
+    wait_port(tls_port)
+    return f"https://127.0.0.1:{tls_port}/", cert
 
 
 def stats(url, bucket):
@@ -223,6 +266,46 @@ def run_raw(url, rep):
         r[f"put_{name}_mibs"] = r2["put_mibs"]
         r[f"put_{name}_qd1_us"] = r2["put_qd1_us"]
         r[f"put_{name}_server_cpu_per_gib"] = r2["put_server_cpu_per_gib"]
+    return r
+
+
+def run_raw_tls(https, cacert, rep):
+    """The server's ceiling through TLS (s3-load speaking TLS itself): CRC-32 PUTs like ours,
+    and random 4 KiB ranged GETs (what our cold partial reads send over HTTPS)."""
+    load = [os.path.join(REL, "s3-load"), "--url", https, "--cacert", cacert, "--conns", str(CONNS),
+            "--size", str(256 * 1024), "--count", str(SIZE_MB * 4), "--lat-count", "200",
+            "--bucket", f"rawtls{rep}", "--rand-secs", str(RUNTIME), "--rand-range", "4096", "--crc32"]
+    out = subprocess.run(load, check=True, capture_output=True, text=True, timeout=900)
+    return json.loads(out.stdout)
+
+
+def run_tls(url, https, cacert, rep):
+    """Ours over HTTPS with the defaults that come with it (UNSIGNED-PAYLOAD + CRC-32, ranged
+    GETs for partial reads): no cache (seq write, cold seq read, cold 4k random reads), then the
+    64 MiB cache (FLUSH at queue depth 1)."""
+    bucket = f"tls{rep}"
+
+    def args(extra):
+        a = plugin_args(https, bucket, extra + [f"cacert={cacert}"])
+        return a
+    p, uri = start_nbdkit("tls", args(["blockCacheSize=0"]))
+    pr = Probe(p.pid, url, bucket)
+    w = fio(uri, "tls-w", "write", "1m")
+    wp = pr.end()
+    r = {"write": w["mibs"], "cpu_per_gib": wp["cpu"] / (w["bytes"] / 2**30)}
+    r["read"] = fio(uri, "tls-r", "read", "1m")["mibs"]
+    pr = Probe(p.pid, url, bucket)
+    rr = fio(uri, "tls-rr", "randread", "4k", timed=True)
+    rrp = pr.end()
+    r["randread"] = rr["iops"]
+    r["randread_get_kib"] = (rr["bytes"] / 1024) / max(rrp["req"]["get"], 1)
+    stop(p)
+    p, uri = start_nbdkit("tls", args([f"blockCacheSize={CACHE_BLOCKS}"]))
+    fl = fio(uri, "tls-flush", "randwrite", "4k", iodepth=1, size_mb=WARM_MB, timed=True,
+             extra=["--fsync=1"])
+    r["flush_us"] = fl.get("sync_lat_us", 0.0)
+    stop(p)
+    delete_bucket(url, bucket)
     return r
 
 
@@ -449,6 +532,23 @@ def build_rows(runs):
         "fio_cpu_per_gib"), raw_put, "raw PUT", "MiB/s")
     row("a disk costing no CPU: cold seq read bound vs raw GET", bound("nocache", None, "read_server_cpu_per_gib",
         "read_fio_cpu_per_gib"), raw_get, "raw GET", "MiB/s")
+    tls_put, tls_get = m("rawtls", "put_mibs"), m("rawtls", "get_mibs")
+    row("over HTTPS (stunnel in front of the server): raw PUT (CRC-32) / GET 256 KiB x16", tls_put, tls_get, "GET", "MiB/s")
+    row("over HTTPS: raw random GET 256 KiB / 4 KiB ranged x16", m("rawtls", "randget_rps"),
+        m("rawtls", "randrange_rps"), "4 KiB ranged", "req/s")
+    row("ours over HTTPS, no cache: 1m seq write", m("tls", "write"), tls_put, "raw PUT over HTTPS",
+        "MiB/s", 0.9)
+    row("ours over HTTPS, no cache: 1m cold seq read", m("tls", "read"), tls_get, "raw GET over HTTPS",
+        "MiB/s", 0.9)
+    row("ours over HTTPS, no cache: 4k randread qd16, cold", m("tls", "randread"), m("rawtls", "randget_rps"),
+        "raw random GET (256 KiB)", "IOPS", 0.9)
+    row("  the same vs raw random 4 KiB ranged GETs", m("tls", "randread"), m("rawtls", "randrange_rps"),
+        "raw ranged GET", "IOPS")
+    row("  KiB per GET during it", m("tls", "randread_get_kib"), None, "", "KiB")
+    row("ours over HTTPS: FLUSH latency qd1 vs one PUT", m("tls", "flush_us"), m("rawtls", "put_qd1_us"),
+        "PUT round trip over HTTPS", "us", 1.2, higher=False)
+    row("ours over HTTPS, no cache: CPU s per GiB written (TLS included)", m("tls", "cpu_per_gib"), 1.7,
+        "goal 1.7", "s", 1.0, higher=False)
     row("ours, zstd+AES, no cache: 1m seq write", m("codec", "write"), raw_put, "raw PUT", "MiB/s")
     row("ours FUSE file: 1m seq write + fsync", m("fuse", "write"), m("orig", "write"),
         "s3backer 1.5.4", "MiB/s")
@@ -510,6 +610,9 @@ def main():
     global SERVER_PID
     server, url = start_server()
     SERVER_PID = server.pid
+    https = cacert = None
+    if ONLY & {"rawtls", "tls"}:
+        https, cacert = start_tls(url)
     log(f"server {url}  reps={REPS} size={SIZE_MB} MiB runtime={RUNTIME} s  load {' '.join(load0)}")
     runs = []
     for rep in range(REPS):
@@ -521,6 +624,8 @@ def main():
                  # What HTTPS gets by default (TLS itself aside): no SHA-256 of the body.
                  ("unsigned", lambda: run_nocache(url, rep, "unsigned", ["payloadHash=unsigned"])),
                  ("ucache", lambda: run_cache(url, rep, "ucache", ["payloadHash=unsigned"])),
+                 ("rawtls", lambda: run_raw_tls(https, cacert, rep)),
+                 ("tls", lambda: run_tls(url, https, cacert, rep)),
                  ("codec", lambda: run_nocache(url, rep, "codec",
                                                ["compress=zstd", "encrypt=AES-128-CBC", "password=benchpass"])),
                  ("fuse", lambda: run_fuse(url, rep, OURS, "fuse")),

@@ -1,6 +1,8 @@
 //! `s3-load --url http://HOST:PORT/ --bucket NAME [--conns 16] [--size 262144] [--count 2048]
-//! [--rand-secs 10] [--lat-count 200] [--no-content-md5 | --crc32] [--server-pid PID]`: the raw
-//! S3 ceiling of a server.
+//! [--rand-secs 10] [--lat-count 200] [--no-content-md5 | --crc32] [--server-pid PID]
+//! [--rand-range BYTES]`: the raw S3 ceiling of a server. An `https://` URL (with `--cacert
+//! PEM`) speaks TLS itself (OpenSSL through native-tls, like our client), so a TLS ceiling
+//! costs the load generator what it costs us.
 //!
 //! `--conns` keep-alive connections (`TCP_NODELAY`), each a thread sending one request at a time:
 //! 1. PUT of `--count` objects of `--size` bytes (`Content-MD5` sent; the body and its MD5 are
@@ -10,7 +12,8 @@
 //!    instead of `Content-MD5`, as s3backer-rs's default SigV4 PUTs do, which the server
 //!    verifies),
 //! 2. GET of every object once (sequential keys over the connections),
-//! 3. GET of random objects for `--rand-secs` seconds,
+//! 3. GET of random objects for `--rand-secs` seconds (then, with `--rand-range`, as long again
+//!    GETs of one random `Range` of that many bytes each: `randrange_rps`),
 //! 4. on one connection, `--lat-count` PUTs then GETs one at a time (the round trip at queue
 //!    depth 1).
 //!
@@ -42,11 +45,48 @@ struct Opts {
     no_md5: bool,
     crc32: bool,
     server_pid: Option<u32>,
+    rand_range: u64,
+    tls: Option<native_tls::TlsConnector>,
+}
+
+/// A connection to the server, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 struct Conn {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
+    s: BufReader<Stream>,
     buf: Vec<u8>,
 }
 
@@ -55,12 +95,22 @@ const AUTH: &str = "AWS4-HMAC-SHA256 Credential=benchkit/20261126/us-east-1/s3/a
                     Signature=0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Conn {
-    fn open(host: &str) -> io::Result<Conn> {
-        let s = TcpStream::connect(host)?;
+    fn open(o: &Opts) -> io::Result<Conn> {
+        let s = TcpStream::connect(&o.host)?;
         s.set_nodelay(true)?;
+        let stream = match &o.tls {
+            None => Stream::Plain(s),
+            Some(connector) => {
+                let name = o.host.rsplit_once(':').map_or(o.host.as_str(), |(h, _)| h);
+                Stream::Tls(Box::new(
+                    connector
+                        .connect(name, s)
+                        .map_err(|e| io::Error::other(format!("TLS: {e}")))?,
+                ))
+            }
+        };
         Ok(Conn {
-            w: s.try_clone()?,
-            r: BufReader::with_capacity(64 * 1024, s),
+            s: BufReader::with_capacity(64 * 1024, stream),
             buf: Vec::new(),
         })
     }
@@ -84,7 +134,10 @@ impl Conn {
         );
         let (mut a, mut b) = (head.as_bytes(), body);
         while !a.is_empty() || !b.is_empty() {
-            let n = self.w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?;
+            let n = self
+                .s
+                .get_mut()
+                .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
@@ -95,10 +148,10 @@ impl Conn {
                 a = &a[n..];
             }
         }
-        let resp = read_head(&mut self.r)?
+        let resp = read_head(&mut self.s)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))?;
         if method != "HEAD" {
-            read_body(&mut self.r, &resp, &mut self.buf)?;
+            read_body(&mut self.s, &resp, &mut self.buf)?;
         }
         let status = resp.second.parse().unwrap_or(0);
         Ok((status, self.buf.len()))
@@ -129,7 +182,7 @@ where
 {
     let job = Arc::new(job);
     let mut conns: Vec<Conn> = (0..o.conns)
-        .map(|_| Conn::open(&o.host).unwrap_or_else(|e| fail(format!("connect: {e}"))))
+        .map(|_| Conn::open(o).unwrap_or_else(|e| fail(format!("connect: {e}"))))
         .collect();
     let start = Instant::now();
     let handles: Vec<_> = conns
@@ -157,10 +210,47 @@ fn cpu_secs(pid: Option<u32>) -> f64 {
     // Fields after the command name (which may hold spaces) end at its ')'.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; USER_HZ is
     // 100 on Linux.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// GETs of random objects (of `range` bytes at a random aligned offset each, when not 0) on
+/// every connection until `done`; counts them in `gets`.
+fn random_gets(
+    o: &Arc<Opts>,
+    done: &Arc<AtomicBool>,
+    gets: &Arc<AtomicU64>,
+    range: u64,
+) -> Duration {
+    let (o2, d2, g2) = (o.clone(), done.clone(), gets.clone());
+    parallel(o, move |c, t| {
+        let mut s: u64 = 0x2545f4914f6cdd1d ^ ((t as u64 + 1) * 0x9e3779b97f4a7c15);
+        while !d2.load(Relaxed) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let header = if range > 0 {
+                let slots = (o2.size as u64 / range).max(1);
+                let first = (s >> 32) % slots * range;
+                format!("Range: bytes={first}-{}\r\n", first + range - 1)
+            } else {
+                String::new()
+            };
+            match c.request(&o2, "GET", &key(s % o2.count), &header, &[]) {
+                Ok((200 | 206, _)) => {}
+                Ok((st, _)) => fail(format!("random GET: HTTP {st}")),
+                Err(e) => fail(format!("random GET: {e}")),
+            }
+            g2.fetch_add(1, Relaxed);
+        }
+    })
 }
 
 fn median_us(mut v: Vec<Duration>) -> f64 {
@@ -180,7 +270,10 @@ fn parse_opts() -> Opts {
         no_md5: false,
         crc32: false,
         server_pid: None,
+        rand_range: 0,
+        tls: None,
     };
+    let mut cacert = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || {
@@ -194,9 +287,17 @@ fn parse_opts() -> Opts {
         match a.as_str() {
             "--url" => {
                 let u = val();
-                let rest = u
-                    .strip_prefix("http://")
-                    .unwrap_or_else(|| fail("--url must be http://".into()));
+                let rest = match (u.strip_prefix("http://"), u.strip_prefix("https://")) {
+                    (Some(rest), _) => rest,
+                    (None, Some(rest)) => {
+                        o.tls = Some(
+                            native_tls::TlsConnector::new()
+                                .unwrap_or_else(|e| fail(format!("TLS: {e}"))),
+                        );
+                        rest
+                    }
+                    _ => fail("--url must be http:// or https://".into()),
+                };
                 o.host = rest.trim_end_matches('/').to_owned();
             }
             "--bucket" => o.bucket = val(),
@@ -213,8 +314,21 @@ fn parse_opts() -> Opts {
             "--no-content-md5" => o.no_md5 = true,
             "--crc32" => o.crc32 = true,
             "--server-pid" => o.server_pid = Some(num(val()) as u32),
+            "--rand-range" => o.rand_range = num(val()),
+            "--cacert" => cacert = Some(val()),
             other => fail(format!("unknown argument {other}")),
         }
+    }
+    if let (Some(path), Some(_)) = (&cacert, &o.tls) {
+        let pem = std::fs::read(path).unwrap_or_else(|e| fail(format!("{path}: {e}")));
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .unwrap_or_else(|e| fail(format!("{path}: {e}")));
+        o.tls = Some(
+            native_tls::TlsConnector::builder()
+                .add_root_certificate(cert)
+                .build()
+                .unwrap_or_else(|e| fail(format!("TLS: {e}"))),
+        );
     }
     if o.host.is_empty() || o.bucket.is_empty() || o.conns == 0 || o.count == 0 {
         fail("usage: s3-load --url http://HOST:PORT/ --bucket NAME [--conns N] [--size BYTES] [--count N] [--rand-secs S] [--lat-count N]".into());
@@ -295,30 +409,30 @@ fn main() {
     // 3. random GET for rand_secs
     let done = Arc::new(AtomicBool::new(false));
     let gets = Arc::new(AtomicU64::new(0));
-    let (o2, d2, g2) = (o.clone(), done.clone(), gets.clone());
     let timer_done = done.clone();
     let secs = o.rand_secs;
     let timer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs_f64(secs));
         timer_done.store(true, Relaxed);
     });
-    let rand_time = parallel(&o, move |c, t| {
-        let mut s: u64 = 0x2545f4914f6cdd1d ^ ((t as u64 + 1) * 0x9e3779b97f4a7c15);
-        while !d2.load(Relaxed) {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            check(
-                c.request(&o2, "GET", &key(s % o2.count), "", &[]),
-                "random GET",
-            );
-            g2.fetch_add(1, Relaxed);
-        }
-    });
+    let rand_time = random_gets(&o, &done, &gets, 0);
     let _ = timer.join();
+    let mut randrange_rps = 0.0;
+    if o.rand_range > 0 {
+        let range_gets = Arc::new(AtomicU64::new(0));
+        let range_done = Arc::new(AtomicBool::new(false));
+        let stop = range_done.clone();
+        let timer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            stop.store(true, Relaxed);
+        });
+        let t = random_gets(&o, &range_done, &range_gets, o.rand_range);
+        let _ = timer.join();
+        randrange_rps = range_gets.load(Relaxed) as f64 / t.as_secs_f64().max(1e-9);
+    }
 
     // 4. round trips at queue depth 1
-    let mut c = Conn::open(&o.host).unwrap_or_else(|e| fail(format!("connect: {e}")));
+    let mut c = Conn::open(&o).unwrap_or_else(|e| fail(format!("connect: {e}")));
     let mut put_lat = Vec::with_capacity(o.lat_count);
     let mut get_lat = Vec::with_capacity(o.lat_count);
     for i in 0..o.lat_count as u64 {
@@ -341,7 +455,7 @@ fn main() {
         "{{\"conns\":{},\"size\":{},\"count\":{},\"put_mibs\":{:.1},\"put_rps\":{:.0},\
          \"get_mibs\":{:.1},\"get_rps\":{:.0},\"randget_rps\":{:.0},\"randget_mibs\":{:.1},\
          \"put_qd1_us\":{:.0},\"get_qd1_us\":{:.0},\"put_server_cpu_per_gib\":{:.3},\
-         \"get_server_cpu_per_gib\":{:.3}}}",
+         \"get_server_cpu_per_gib\":{:.3},\"randrange_rps\":{:.0}}}",
         o.conns,
         o.size,
         o.count,
@@ -355,6 +469,7 @@ fn main() {
         median_us(get_lat),
         (cpu1 - cpu0) / gib,
         (cpu2 - cpu1) / gib,
+        randrange_rps,
     );
     // Free the server's memory.
     let _ = c.request(&o, "DELETE", "", "", &[]);
