@@ -236,12 +236,12 @@ fn random_gets(
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
-            let header = if range > 0 {
-                let slots = (o2.size as u64 / range).max(1);
-                let first = (s >> 32) % slots * range;
-                format!("Range: bytes={first}-{}\r\n", first + range - 1)
-            } else {
-                String::new()
+            let header = match (o2.size as u64).checked_div(range) {
+                Some(slots) => {
+                    let first = (s >> 32) % slots.max(1) * range;
+                    format!("Range: bytes={first}-{}\r\n", first + range - 1)
+                }
+                None => String::new(),
             };
             match c.request(&o2, "GET", &key(s % o2.count), &header, &[]) {
                 Ok((200 | 206, _)) => {}
