@@ -7,7 +7,7 @@
 #
 #   bench/run.sh                 (root; after scripts/setup.sh --test-tools)
 #   REPS=3 SIZE_MB=512 RUNTIME=10 OUT=bench/results/DATE bench/run.sh
-#   ONLY=raw,memory,nocache,cache,unsigned,ucache,rawtls,tls,codec,fuse,orig bench/run.sh      (a subset, for profiling)
+#   ONLY=raw,memory,nocache,cache,unsigned,ucache,rawtls,tls,codec,codecfast,fuse,orig bench/run.sh      (a subset, for profiling)
 #
 # Takes about 6 minutes on two cores with the defaults (3 repetitions), plus the first build.
 set -euo pipefail
