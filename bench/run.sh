@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The performance matrix of issue 8, in one command: builds, starts the in-memory S3 server
 # (crates/benchkit), measures its raw ceiling (s3-load), nbdkit memory (the NBD protocol
-# ceiling), our nbdkit plugin without and with a cache, with compression + encryption, our FUSE
+# ceiling), our nbdkit plugin without and with a cache (signed and unsigned payloads), raw S3 and
+# ours over HTTPS (stunnel in front of the server), with compression + encryption, our FUSE
 # file, and Debian's s3backer 1.5.4 (FUSE) as the reference peer; REPS repetitions, medians;
 # prints a table of ratios and writes it (with the raw numbers and a plot) to OUT.
 #
@@ -9,12 +10,12 @@
 #   REPS=3 SIZE_MB=512 RUNTIME=10 OUT=bench/results/DATE bench/run.sh
 #   ONLY=raw,memory,nocache,cache,unsigned,ucache,rawtls,tls,codec,codecfast,fuse,orig bench/run.sh      (a subset, for profiling)
 #
-# Takes about 6 minutes on two cores with the defaults (3 repetitions), plus the first build.
+# Takes about 12 minutes on two cores with the defaults (3 repetitions), plus the first build.
 set -euo pipefail
 export PATH="$HOME/.cargo/bin:/usr/bin:/usr/sbin:/bin:/sbin:$PATH"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $(id -u) == 0 ]] || { echo "run as root (FUSE mounts)" >&2; exit 1; }
-for tool in fio nbdkit fusermount /usr/bin/s3backer; do
+for tool in fio nbdkit fusermount stunnel openssl /usr/bin/s3backer; do
     command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/setup.sh --test-tools" >&2; exit 1; }
 done
 (cd "$ROOT" && cargo build --release --locked --workspace 2>&1 | tail -1)
