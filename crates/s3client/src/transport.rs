@@ -326,7 +326,8 @@ impl Transport {
                 && (out.body_limit == 0 || dest.len() <= out.body_limit)
                 && !parts.headers.contains_key(http::header::CONTENT_ENCODING)
         };
-        let mut in_dest = false;
+        // Bytes that went to `dest` (then `body` stays empty).
+        let mut in_dest_len = None;
         let body = if out.method == Method::Head {
             Vec::new()
         } else if let Some(dest) = dest.filter(|d| fits_dest(d)) {
@@ -342,7 +343,7 @@ impl Transport {
             if extra != 0 {
                 return Err(Failure::Other("body longer than its Content-Length".into()));
             }
-            in_dest = true;
+            in_dest_len = Some(dest.len() as u64);
             Vec::new()
         } else if status >= 300 {
             // An error document: read what we need, tolerate a broken body.
@@ -379,17 +380,13 @@ impl Transport {
                 String::from_utf8_lossy(shown).escape_debug()
             );
         }
-        let received = if in_dest {
-            body_len_header(&parts.headers)
-        } else {
-            body.len() as u64
-        };
+        let received = in_dest_len.unwrap_or(body.len() as u64);
         self.throttle(started, out.body.map_or(0, <[u8]>::len) as u64, received);
         Ok(Incoming {
             status,
             headers: parts.headers,
             body,
-            in_dest,
+            in_dest: in_dest_len.is_some(),
         })
     }
 
@@ -406,15 +403,6 @@ impl Transport {
             std::thread::sleep(wanted - elapsed);
         }
     }
-}
-
-/// `Content-Length` of a response (0 when absent or malformed).
-fn body_len_header(headers: &http::HeaderMap) -> u64 {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

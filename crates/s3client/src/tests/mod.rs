@@ -73,6 +73,16 @@ fn client(server: &FakeServer) -> (S3Client, Pauses) {
     client_with(&settings(&server.base_url()))
 }
 
+/// PUTs `b"block"` as `k` with the test settings changed by `adjust`; returns what arrived.
+fn put_block_with(adjust: impl FnOnce(&mut S3Settings)) -> Recorded {
+    let server = FakeServer::start(vec![Canned::new(200)]);
+    let mut s = settings(&server.base_url());
+    adjust(&mut s);
+    let (c, _) = client_with(&s);
+    c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    server.requests().remove(0)
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -525,12 +535,7 @@ fn empty_put_sends_a_zero_content_length() {
 
 #[test]
 fn content_md5_flag_sends_it_under_sigv4_too() {
-    let server = FakeServer::start(vec![Canned::new(200)]);
-    let mut s = settings(&server.base_url());
-    s.content_md5 = true;
-    let (c, _) = client_with(&s);
-    c.put_object("k", b"block", &PutRequest::default()).unwrap();
-    let r = &server.requests()[0];
+    let r = &put_block_with(|s| s.content_md5 = true);
     assert_eq!(
         r.header("content-md5"),
         Some(&*crate::checksum::content_md5(b"block"))
@@ -549,12 +554,7 @@ fn content_md5_flag_sends_it_under_sigv4_too() {
 
 #[test]
 fn unsigned_payload_puts_carry_only_the_crc() {
-    let server = FakeServer::start(vec![Canned::new(200)]);
-    let mut s = settings(&server.base_url());
-    s.payload_hash = PayloadHash::Unsigned;
-    let (c, _) = client_with(&s);
-    c.put_object("k", b"block", &PutRequest::default()).unwrap();
-    let r = &server.requests()[0];
+    let r = &put_block_with(|s| s.payload_hash = PayloadHash::Unsigned);
     assert_eq!(r.header("x-amz-content-sha256"), Some("UNSIGNED-PAYLOAD"));
     assert_eq!(r.header("content-md5"), None);
     assert_eq!(
@@ -563,12 +563,7 @@ fn unsigned_payload_puts_carry_only_the_crc() {
     );
     verify_v4(r, "garage");
     // Over plain HTTP "auto" signs the body's SHA-256 (tested above); "sha256" always does.
-    let server = FakeServer::start(vec![Canned::new(200)]);
-    let mut s = settings(&server.base_url());
-    s.payload_hash = PayloadHash::Sha256;
-    let (c, _) = client_with(&s);
-    c.put_object("k", b"block", &PutRequest::default()).unwrap();
-    let r = &server.requests()[0];
+    let r = &put_block_with(|s| s.payload_hash = PayloadHash::Sha256);
     assert_eq!(
         r.header("x-amz-content-sha256"),
         Some(&*crate::sign_v4::sha256_hex(b"block"))
@@ -577,12 +572,7 @@ fn unsigned_payload_puts_carry_only_the_crc() {
 
 #[test]
 fn anonymous_puts_carry_content_md5() {
-    let server = FakeServer::start(vec![Canned::new(200)]);
-    let mut s = settings(&server.base_url());
-    s.credentials = None;
-    let (c, _) = client_with(&s);
-    c.put_object("k", b"block", &PutRequest::default()).unwrap();
-    let r = &server.requests()[0];
+    let r = &put_block_with(|s| s.credentials = None);
     assert_eq!(
         r.header("content-md5"),
         Some(&*crate::checksum::content_md5(b"block"))
