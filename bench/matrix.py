@@ -286,8 +286,7 @@ def run_tls(url, https, cacert, rep):
     bucket = f"tls{rep}"
 
     def args(extra):
-        a = plugin_args(https, bucket, extra + [f"cacert={cacert}"])
-        return a
+        return plugin_args(https, bucket, extra + [f"cacert={cacert}"])
     p, uri = start_nbdkit("tls", args(["blockCacheSize=0"]))
     pr = Probe(p.pid, url, bucket)
     w = fio(uri, "tls-w", "write", "1m")

@@ -9,7 +9,7 @@
 //! This module holds the small HTTP/1.1 reading helpers both share.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, IoSlice, Write};
 
 /// One parsed request or response head.
 #[derive(Debug, Default)]
@@ -138,6 +138,23 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes a request or response head and its body, in as few system calls as possible.
+pub fn write_all_vectored<W: Write>(w: &mut W, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        if n >= a.len() {
+            b = &b[n - a.len()..];
+            a = &[];
+        } else {
+            a = &a[n..];
+        }
+    }
+    Ok(())
 }
 
 /// XML-escapes text content.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::{Digest, Md5};
-use s3backer_benchkit::{read_body, read_head};
+use s3backer_benchkit::{read_body, read_head, write_all_vectored};
 
 struct Opts {
     host: String,
@@ -132,22 +132,7 @@ impl Conn {
             o.host,
             body.len()
         );
-        let (mut a, mut b) = (head.as_bytes(), body);
-        while !a.is_empty() || !b.is_empty() {
-            let n = self
-                .s
-                .get_mut()
-                .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            if n >= a.len() {
-                b = &b[n - a.len()..];
-                a = &[];
-            } else {
-                a = &a[n..];
-            }
-        }
+        write_all_vectored(self.s.get_mut(), head.as_bytes(), body)?;
         let resp = read_head(&mut self.s)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))?;
         if method != "HEAD" {
@@ -222,15 +207,18 @@ fn cpu_secs(pid: Option<u32>) -> f64 {
 }
 
 /// GETs of random objects (of `range` bytes at a random aligned offset each, when not 0) on
-/// every connection until `done`; counts them in `gets`.
-fn random_gets(
-    o: &Arc<Opts>,
-    done: &Arc<AtomicBool>,
-    gets: &Arc<AtomicU64>,
-    range: u64,
-) -> Duration {
-    let (o2, d2, g2) = (o.clone(), done.clone(), gets.clone());
-    parallel(o, move |c, t| {
+/// every connection for `o.rand_secs`; returns the rate (requests per second).
+fn random_gets(o: &Arc<Opts>, range: u64) -> f64 {
+    let done = Arc::new(AtomicBool::new(false));
+    let gets = Arc::new(AtomicU64::new(0));
+    let stop = done.clone();
+    let secs = o.rand_secs;
+    let timer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, Relaxed);
+    });
+    let (o2, d2, g2) = (o.clone(), done, gets.clone());
+    let took = parallel(o, move |c, t| {
         let mut s: u64 = 0x2545f4914f6cdd1d ^ ((t as u64 + 1) * 0x9e3779b97f4a7c15);
         while !d2.load(Relaxed) {
             s ^= s << 13;
@@ -250,7 +238,9 @@ fn random_gets(
             }
             g2.fetch_add(1, Relaxed);
         }
-    })
+    });
+    let _ = timer.join();
+    gets.load(Relaxed) as f64 / took.as_secs_f64().max(1e-9)
 }
 
 fn median_us(mut v: Vec<Duration>) -> f64 {
@@ -406,30 +396,13 @@ fn main() {
     });
 
     let cpu2 = cpu_secs(o.server_pid);
-    // 3. random GET for rand_secs
-    let done = Arc::new(AtomicBool::new(false));
-    let gets = Arc::new(AtomicU64::new(0));
-    let timer_done = done.clone();
-    let secs = o.rand_secs;
-    let timer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs_f64(secs));
-        timer_done.store(true, Relaxed);
-    });
-    let rand_time = random_gets(&o, &done, &gets, 0);
-    let _ = timer.join();
-    let mut randrange_rps = 0.0;
-    if o.rand_range > 0 {
-        let range_gets = Arc::new(AtomicU64::new(0));
-        let range_done = Arc::new(AtomicBool::new(false));
-        let stop = range_done.clone();
-        let timer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(secs));
-            stop.store(true, Relaxed);
-        });
-        let t = random_gets(&o, &range_done, &range_gets, o.rand_range);
-        let _ = timer.join();
-        randrange_rps = range_gets.load(Relaxed) as f64 / t.as_secs_f64().max(1e-9);
-    }
+    // 3. random GET for rand_secs (then ranged ones)
+    let randget_rps = random_gets(&o, 0);
+    let randrange_rps = if o.rand_range > 0 {
+        random_gets(&o, o.rand_range)
+    } else {
+        0.0
+    };
 
     // 4. round trips at queue depth 1
     let mut c = Conn::open(&o).unwrap_or_else(|e| fail(format!("connect: {e}")));
@@ -449,8 +422,6 @@ fn main() {
         get_lat.push(t.elapsed());
     }
 
-    let rgets = gets.load(Relaxed) as f64;
-    let rt = rand_time.as_secs_f64().max(1e-9);
     println!(
         "{{\"conns\":{},\"size\":{},\"count\":{},\"put_mibs\":{:.1},\"put_rps\":{:.0},\
          \"get_mibs\":{:.1},\"get_rps\":{:.0},\"randget_rps\":{:.0},\"randget_mibs\":{:.1},\
@@ -463,8 +434,8 @@ fn main() {
         o.count as f64 / put_time.as_secs_f64(),
         mib / get_time.as_secs_f64(),
         o.count as f64 / get_time.as_secs_f64(),
-        rgets / rt,
-        rgets * o.size as f64 / 1048576.0 / rt,
+        randget_rps,
+        randget_rps * o.size as f64 / 1048576.0,
         median_us(put_lat),
         median_us(get_lat),
         (cpu1 - cpu0) / gib,

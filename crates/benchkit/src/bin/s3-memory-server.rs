@@ -18,7 +18,7 @@
 //! Prints `listening on ADDR` once it accepts connections.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader, BufWriter, IoSlice, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -27,7 +27,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::{Digest, Md5};
 use s3backer_benchkit::{
-    Head, hex, percent_decode, read_body, read_head, xml_escape, xml_unescape,
+    Head, hex, percent_decode, read_body, read_head, write_all_vectored, xml_escape, xml_unescape,
 };
 
 const SHARDS: usize = 64;
@@ -286,23 +286,6 @@ fn write_reply(w: &mut TcpStream, reply: &Reply, keep_alive: bool) -> io::Result
     };
     write_all_vectored(w, head.as_bytes(), send_body)?;
     Ok(send_body.len() as u64)
-}
-
-/// Head and body in as few system calls as possible.
-fn write_all_vectored(w: &mut TcpStream, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
-    while !a.is_empty() || !b.is_empty() {
-        let n = w.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        if n >= a.len() {
-            b = &b[n - a.len()..];
-            a = &[];
-        } else {
-            a = &a[n..];
-        }
-    }
-    Ok(())
 }
 
 /// Splits `target` into (decoded path, decoded query pairs).
