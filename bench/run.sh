@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The performance matrix of issue 8, in one command: builds, starts the in-memory S3 server
 # (crates/benchkit), measures its raw ceiling (s3-load), nbdkit memory (the NBD protocol
-# ceiling), our nbdkit plugin without and with a cache (signed and unsigned payloads), raw S3 and
+# ceiling), our nbdkit plugin without and with a cache (default payload and the body signed as s3backer does), raw S3 and
 # ours over HTTPS (stunnel in front of the server), with compression + encryption, our FUSE
 # file, and Debian's s3backer 1.5.4 (FUSE) as the reference peer; REPS repetitions, medians;
 # prints a table of ratios and writes it (with the raw numbers and a plot) to OUT.
 #
 #   bench/run.sh                 (root; after scripts/setup.sh --test-tools)
 #   REPS=3 SIZE_MB=512 RUNTIME=10 OUT=bench/results/DATE bench/run.sh
-#   ONLY=raw,memory,nocache,cache,unsigned,ucache,rawtls,tls,codec,codecfast,fuse,orig bench/run.sh      (a subset, for profiling)
+#   ONLY=raw,memory,nocache,cache,signed,scache,rawtls,tls,codec,codecfast,fuse,orig bench/run.sh      (a subset, for profiling)
 #
 # Takes about 12 minutes on two cores with the defaults (3 repetitions), plus the first build.
 set -euo pipefail

@@ -280,7 +280,7 @@ pub static FLAGS: &[FlagDef] = &[
     boolean("noCurlCache", G::Connection, "never reuse connections"),
     boolean("contentMD5", G::Connection, "also send Content-MD5 on block writes signed with aws4, as s3backer does (one more hash per block)"),
     value("authVersion", "aws2|aws4", C::OneOf(AUTH_VERSIONS), G::Connection, "request signature version").default("aws4"),
-    value("payloadHash", "auto|sha256|unsigned", C::OneOf(PAYLOAD_HASHES), G::Connection, "aws4 body hash: sha256 signs it, unsigned relies on TLS and the CRC-32 checksum; auto = unsigned over https only").default("auto"),
+    value("payloadHash", "auto|sha256|unsigned", C::OneOf(PAYLOAD_HASHES), G::Connection, "aws4 body hash: sha256 signs it, unsigned relies on TLS and the CRC-32 checksum; auto = unsigned over https, and over http once the server returns our CRC-32").default("auto"),
     value("ipTOS", "TOS", C::IpTos, G::Connection, "IP type of service: lowdelay, throughput, reliability, lowcost, mincost or 0..255").support(not_yet(IP_TOS)),
     // Credentials.
     value("accessId", "ID", C::Any, G::Credentials, "access key id; empty = anonymous requests").default("from the access file or AWS_ACCESS_KEY_ID"),

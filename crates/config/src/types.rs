@@ -45,7 +45,8 @@ pub enum AuthVersion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadHash {
     /// `auto` (default): `UNSIGNED-PAYLOAD` over HTTPS (TLS protects the body on the way and
-    /// the server checks its CRC-32), the SHA-256 over plain HTTP.
+    /// the server checks its CRC-32); over plain HTTP the SHA-256 until a PUT's answer shows the
+    /// server checks our CRC-32 (it returns it), `UNSIGNED-PAYLOAD` from then on.
     Auto,
     /// `sha256`: always the body's SHA-256, as s3backer does.
     Sha256,

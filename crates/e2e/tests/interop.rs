@@ -211,6 +211,9 @@ fn the_server_stores_and_checks_our_crc32() {
     nbd_write_image(&nbd.uri(), &disk_image());
     let (status, log) = nbd.stop();
     assert!(status.success(), "{log}");
+    // Garage returned our CRC on the first PUT, so the blocks went out unsigned (plain HTTP,
+    // `--payloadHash=auto`) and arrived intact (checked below).
+    assert!(log.contains("the server checks CRC-32 checksums"), "{log}");
     let keys = g.data_keys(&bucket, "");
     assert!(keys.len() > 100, "{} blocks stored", keys.len());
     let url = format!("{}{bucket}/{}", g.endpoint, keys[7]);
@@ -241,4 +244,18 @@ fn the_server_stores_and_checks_our_crc32() {
     let (code, _, after) = curl_sigv4(&[], &url);
     assert_eq!(code, 200);
     assert!(after == body, "the object changed");
+
+    // A PUT whose CRC matches is answered with that CRC: what tells our client the server
+    // checks it (and lets `--payloadHash=auto` stop signing the body over plain HTTP).
+    std::fs::write(&file, &body).expect("write body");
+    let (code, head, reply) = curl_sigv4(
+        &["-X", "PUT", "--data-binary", &data, "-H", &crc_header],
+        &url,
+    );
+    assert_eq!(code, 200, "{head}{}", String::from_utf8_lossy(&reply));
+    assert_eq!(
+        header_value(&head, "x-amz-checksum-crc32").as_deref(),
+        Some(expected.as_str()),
+        "{head}"
+    );
 }

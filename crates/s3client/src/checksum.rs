@@ -6,11 +6,18 @@
 //! ENABLED`; a GET body is checked against it, and objects without one (written by
 //! s3backer, or kept by a server that ignores checksums) against their MD5-form ETag.
 //!
-//! What else protects a PUT body, like the AWS SDKs do it:
-//! * over HTTPS (`--payloadHash=auto`), nothing more: TLS protects it on the way and the CRC
-//!   catches damage at either end; SigV4 signs `UNSIGNED-PAYLOAD`;
+//! What else protects a PUT body (`--payloadHash=auto`):
+//! * over HTTPS nothing more, as the AWS SDKs do: TLS protects it on the way and the CRC catches
+//!   damage at either end; SigV4 signs `UNSIGNED-PAYLOAD`;
 //! * over plain HTTP, SigV4 signs the body's SHA-256 (`x-amz-content-sha256`), which every
-//!   SigV4 server checks and nobody on the way can forge;
+//!   SigV4 server checks, until a PUT's answer carries our CRC back (AWS, MinIO and Garage
+//!   return the checksum they verified). From then on the server is known to refuse a damaged
+//!   body by its CRC, and bodies go out `UNSIGNED-PAYLOAD`, as AWS's CRT client (mountpoint-s3)
+//!   sends them over any scheme. What that gives up is protection against someone on the path
+//!   who changes a body and forges a matching CRC; over plain HTTP that person can already read
+//!   every block and change every GET answer, so `--payloadHash=sha256` is there for whoever
+//!   wants the signed hash anyway. A server that ignores checksums never returns ours, and keeps
+//!   getting the signed SHA-256;
 //! * `Content-MD5` (MD5 runs at ~0.5 GB/s: the most expensive hash) only with aws2 or
 //!   anonymous requests, which sign no body hash, or with `--contentMD5`.
 

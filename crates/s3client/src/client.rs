@@ -7,6 +7,7 @@
 //! retries never reuse a stale signature.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use s3backer_config::{AuthVersion, PayloadHash, S3Settings};
@@ -71,14 +72,25 @@ pub(crate) struct PutDefaults {
 pub(crate) struct Inner {
     pub(crate) endpoint: Endpoint,
     signer: Signer,
-    /// SigV4 signs a body's SHA-256 (else `UNSIGNED-PAYLOAD`): see `checksum.rs`.
-    sign_payload: bool,
+    /// When SigV4 signs a body's SHA-256 (else `UNSIGNED-PAYLOAD`): see `checksum.rs`.
+    payload_signing: PayloadSigning,
+    /// The server answered a PUT with the CRC-32 we sent: it checks them.
+    server_checks_crc: AtomicBool,
     transport: Transport,
     policy: RetryPolicy,
     sleeper: Sleeper,
     timeout: std::time::Duration,
     pub(crate) stats: Counters,
     pub(crate) put_defaults: PutDefaults,
+}
+
+/// When a SigV4 request with a body signs the body's SHA-256 (from `--payloadHash`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PayloadSigning {
+    Always,
+    Never,
+    /// Plain HTTP with `auto`: until the server shows that it checks our CRC-32s.
+    UntilServerChecksCrc,
 }
 
 /// A request as an operation describes it: everything but the signature.
@@ -178,10 +190,11 @@ impl S3Client {
             }
         };
         let transport = Transport::new(settings, opts.max_connections, &opts.user_agent)?;
-        let sign_payload = match settings.payload_hash {
-            PayloadHash::Sha256 => true,
-            PayloadHash::Unsigned => false,
-            PayloadHash::Auto => !endpoint.is_https(),
+        let payload_signing = match settings.payload_hash {
+            PayloadHash::Sha256 => PayloadSigning::Always,
+            PayloadHash::Unsigned => PayloadSigning::Never,
+            PayloadHash::Auto if endpoint.is_https() => PayloadSigning::Never,
+            PayloadHash::Auto => PayloadSigning::UntilServerChecksCrc,
         };
         // Without SigV4 nothing else makes a server that ignores checksums check the body.
         let content_md5 = settings.content_md5 || !matches!(signer, Signer::V4 { .. });
@@ -189,7 +202,8 @@ impl S3Client {
             inner: Arc::new(Inner {
                 endpoint,
                 signer,
-                sign_payload,
+                payload_signing,
+                server_checks_crc: AtomicBool::new(false),
                 transport,
                 policy: RetryPolicy {
                     initial_pause: settings.initial_retry_pause,
@@ -303,6 +317,27 @@ impl Inner {
         }
     }
 
+    fn signs_payload(&self) -> bool {
+        match self.payload_signing {
+            PayloadSigning::Always => true,
+            PayloadSigning::Never => false,
+            PayloadSigning::UntilServerChecksCrc => !self.server_checks_crc.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A PUT came back with the CRC-32 we sent: the server checks and keeps them (AWS, MinIO,
+    /// Garage do), so over plain HTTP a damaged body no longer needs the signed SHA-256 to be
+    /// refused (`--payloadHash=auto`; see `checksum.rs`).
+    pub(crate) fn server_returned_our_crc(&self) {
+        if self.payload_signing == PayloadSigning::UntilServerChecksCrc
+            && !self.server_checks_crc.swap(true, Ordering::Relaxed)
+        {
+            log::info!(
+                "s3: the server checks CRC-32 checksums (it returned ours); PUT bodies are sent unsigned from now on (--payloadHash=sha256 keeps signing them)"
+            );
+        }
+    }
+
     /// Runs `req` with retries; `interpret` maps each response to an outcome.
     pub(crate) fn execute<T>(
         &self,
@@ -330,7 +365,7 @@ impl Inner {
             url: &url,
         };
         let payload_hash = match (&self.signer, req.body) {
-            (Signer::V4 { .. }, Some(body)) if self.sign_payload => sign_v4::sha256_hex(body),
+            (Signer::V4 { .. }, Some(body)) if self.signs_payload() => sign_v4::sha256_hex(body),
             (Signer::V4 { .. }, Some(_)) => sign_v4::UNSIGNED_PAYLOAD.to_owned(),
             _ => sign_v4::EMPTY_SHA256.to_owned(),
         };

@@ -26,8 +26,9 @@ impl S3Client {
         check_key(key)?;
         let inner = &self.inner;
         let defaults = &inner.put_defaults;
+        let crc = checksum::crc32(body);
         let mut headers = vec![
-            (CRC32_HEADER.to_owned(), checksum::crc32(body)),
+            (CRC32_HEADER.to_owned(), crc.clone()),
             (SDK_ALGORITHM_HEADER.to_owned(), "CRC32".to_owned()),
         ];
         if defaults.content_md5 {
@@ -71,9 +72,14 @@ impl S3Client {
             body_limit: 0,
         };
         inner.execute(&prepared, |target, resp| match resp.status {
-            200..=299 => Attempt::Done(PutOutcome {
-                etag: resp.header("etag").and_then(|v| Etag::parse_header(&v)),
-            }),
+            200..=299 => {
+                if resp.header(CRC32_HEADER).as_deref() == Some(crc.as_str()) {
+                    inner.server_returned_our_crc();
+                }
+                Attempt::Done(PutOutcome {
+                    etag: resp.header("etag").and_then(|v| Etag::parse_header(&v)),
+                })
+            }
             _ => inner.http_failure(target, &resp, false),
         })
     }

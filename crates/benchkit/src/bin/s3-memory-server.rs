@@ -4,7 +4,7 @@
 //! `TCP_NODELAY`. Buckets exist as soon as they are named. Supported: object PUT / GET / HEAD /
 //! DELETE (with `Content-Type`, `Content-Encoding` and `x-amz-meta-*` stored and returned;
 //! `ETag` = quoted MD5 hex; `Content-MD5` and `x-amz-checksum-crc32` checked → 400 `BadDigest`
-//! (the CRC is stored and returned to a GET or HEAD with `x-amz-checksum-mode: ENABLED`); `If-Match` → 412,
+//! (the CRC is returned with the PUT's answer, stored, and returned to a GET or HEAD with `x-amz-checksum-mode: ENABLED`); `If-Match` → 412,
 //! `If-None-Match` → 304; `Expect: 100-continue`; with `--trust-content-md5` a PUT's ETag is
 //! its `Content-MD5` unchecked, so the server spends no CPU hashing), `Range: bytes=A-B` (one range → 206), ListObjects V1 (`prefix`, `marker`,
 //! `max-keys`) and V2 (`list-type=2`, `start-after`, `continuation-token`), DeleteObjects
@@ -455,11 +455,15 @@ fn handle_object(
                 content_type: head.header("content-type").map(str::to_owned),
                 content_encoding: head.header("content-encoding").map(str::to_owned),
                 meta,
-                crc32,
+                crc32: crc32.clone(),
             };
             bucket.put(key, obj);
             let mut r = Reply::new(200);
             r.headers.push(("ETag".into(), format!("\"{etag}\"")));
+            // As S3 does: the checksum it verified comes back with the answer.
+            if let Some(c) = crc32 {
+                r.headers.push(("x-amz-checksum-crc32".into(), c));
+            }
             r
         }
         "DELETE" => {

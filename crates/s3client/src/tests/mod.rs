@@ -571,6 +571,54 @@ fn unsigned_payload_puts_carry_only_the_crc() {
 }
 
 #[test]
+fn auto_over_http_stops_signing_bodies_once_the_server_returns_our_crc() {
+    let crc = crate::checksum::crc32(b"block");
+    let server = FakeServer::start(vec![
+        // A server that returns some other CRC proves nothing.
+        Canned::new(200).header("x-amz-checksum-crc32", "AAAAAA=="),
+        Canned::new(200),
+        Canned::new(200).header("x-amz-checksum-crc32", &crc),
+        Canned::new(200),
+    ]);
+    let (c, _) = client(&server);
+    for _ in 0..4 {
+        c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    }
+    let sent: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("x-amz-content-sha256").unwrap().to_owned())
+        .collect();
+    let signed = crate::sign_v4::sha256_hex(b"block");
+    assert_eq!(sent, [&*signed, &*signed, &*signed, "UNSIGNED-PAYLOAD"]);
+    for r in &server.requests() {
+        assert_eq!(r.header("x-amz-checksum-crc32"), Some(crc.as_str()));
+        verify_v4(r, "garage");
+    }
+}
+
+#[test]
+fn sha256_keeps_signing_bodies_whatever_the_server_returns() {
+    let crc = crate::checksum::crc32(b"block");
+    let server = FakeServer::start(vec![
+        Canned::new(200).header("x-amz-checksum-crc32", &crc),
+        Canned::new(200),
+    ]);
+    let mut s = settings(&server.base_url());
+    s.payload_hash = PayloadHash::Sha256;
+    let (c, _) = client_with(&s);
+    for _ in 0..2 {
+        c.put_object("k", b"block", &PutRequest::default()).unwrap();
+    }
+    for r in &server.requests() {
+        assert_eq!(
+            r.header("x-amz-content-sha256"),
+            Some(&*crate::sign_v4::sha256_hex(b"block"))
+        );
+    }
+}
+
+#[test]
 fn anonymous_puts_carry_content_md5() {
     let r = &put_block_with(|s| s.credentials = None);
     assert_eq!(

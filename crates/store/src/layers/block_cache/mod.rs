@@ -598,14 +598,20 @@ impl Inner {
             _ => 0,
         };
         let now = Instant::now();
-        {
+        let new_work = {
             let mut s = lock(&self.state);
-            if let Some(v) = s.commit_write(block, id, zero, crc, now + self.opts.write_delay, now)
-            {
-                self.record(block, &v, crc);
+            let dirty_before = s.dirty;
+            let v = s.commit_write(block, id, zero, crc, now + self.opts.write_delay, now);
+            if let Some(v) = &v {
+                self.record(block, v, crc);
             }
+            // As in `write_part`: rewriting a block that is already dirty and not yet due
+            // schedules nothing new, so no worker needs to wake for it.
+            s.dirty != dirty_before || s.pressure || v.is_none_or(|v| v.due <= now)
+        };
+        if new_work {
+            self.work.notify_all();
         }
-        self.work.notify_all();
         self.changed.notify_all();
         if self.opts.sync {
             return self.wait_until_clean(block, id);
@@ -663,7 +669,6 @@ impl Inner {
                 .map_err(|e| io_error("fsync of the cache file", e));
         }
         s.urgent_through = s.urgent_through.max(target);
-        self.work.notify_all();
         let mut buf = Vec::new();
         while !s.epochs_done_through(target) {
             if self.error_count.load(Ordering::Acquire) != errors_before {
@@ -672,10 +677,15 @@ impl Inner {
             }
             // Rather than wait for a worker to wake up for it, the flushing thread uploads a
             // due block itself, exactly as a worker would (same state transitions, same order):
-            // two thread hand-offs less per FLUSH at queue depth 1.
+            // two thread hand-offs less per FLUSH at queue depth 1. Workers are woken only when
+            // there is more than this thread is taking (one, which wakes the next: chained);
+            // a FLUSH of one block wakes nobody.
             if let Ok(ups) = s.next_uploads(Instant::now(), ZERO_BATCH) {
+                let more = s.dirty > ups.len();
                 drop(s);
-                self.work.notify_all();
+                if more {
+                    self.work.notify_all();
+                }
                 self.upload(ups, &mut buf);
                 s = lock(&self.state);
                 continue;
@@ -811,7 +821,7 @@ impl Inner {
         };
         let now = Instant::now();
         let mut freed = Vec::new();
-        {
+        let more = {
             let mut s = lock(&self.state);
             match &result {
                 Ok(tags) => {
@@ -834,9 +844,14 @@ impl Inner {
                     self.counters.upload_errors.incr();
                 }
             }
-        }
+            // Versions this upload held back (later ones of its block, the next epoch) may go
+            // now; with nothing left dirty there is nothing to wake a worker for.
+            s.dirty > 0
+        };
         self.changed.notify_all();
-        self.work.notify_all();
+        if more {
+            self.work.notify_all();
+        }
         self.free_slots(&freed);
         if let Err(msg) = result {
             log::warn!(
