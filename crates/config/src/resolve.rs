@@ -319,6 +319,15 @@ fn bucket_and_prefix(
 
 /// S3 bucket naming rules (the common subset that every region accepts).
 pub(crate) fn check_bucket_name(name: &str) -> Result<(), String> {
+    // No bucket name has a ':'; an `accessId:accessKey` line has one. That is what a password
+    // file given as `--configFile`/`-F` turns into (its line becomes the bucket argument), and
+    // the secret must not be echoed in the error.
+    if let Some((id, _secret)) = name.split_once(':') {
+        let id: String = id.chars().take(24).collect();
+        return Err(format!(
+            "the bucket argument looks like an \"accessId:accessKey\" line (access id {id:?}, key not shown): a password file is given with --accessFile=FILE, not --configFile/-F"
+        ));
+    }
     let why = if !(3..=63).contains(&name.len()) {
         "must be 3 to 63 characters long"
     } else if !name
@@ -707,6 +716,13 @@ mod tests {
         assert_eq!(
             why("A"),
             "invalid bucket name \"A\": must be 3 to 63 characters long"
+        );
+        let key_line = why("AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG");
+        assert!(key_line.contains("--accessFile"), "{key_line}");
+        assert!(key_line.contains("AKIDEXAMPLE"), "{key_line}");
+        assert!(
+            !key_line.contains("wJalr"),
+            "the secret was echoed: {key_line}"
         );
     }
 }
