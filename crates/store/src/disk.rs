@@ -423,6 +423,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_overwrite_every_byte_of_a_reused_buffer() {
+        // FUSE reuses one read buffer per thread: stale bytes in it must never show through,
+        // whether a block is stored, partly written or never written.
+        let (_mem, d) = disk(512, 16);
+        d.write(&[7u8; 512], 512, false).expect("whole block");
+        d.write(&[9u8; 100], 3 * 512 + 200, false)
+            .expect("partial block");
+        let mut expected = vec![0u8; 16 * 512];
+        expected[512..1024].fill(7);
+        expected[3 * 512 + 200..3 * 512 + 300].fill(9);
+        for (offset, len) in [(0usize, 16 * 512usize), (300, 2000), (3 * 512 + 150, 100)] {
+            let mut buf = vec![0xa5u8; len];
+            d.read(&mut buf, offset as u64).expect("read");
+            assert_eq!(buf, expected[offset..offset + len], "at {offset}+{len}");
+        }
+    }
+
+    #[test]
     fn whole_block_writes_do_not_read() {
         let (mem, d) = disk(512, 64);
         d.write(&[5u8; 2048], 1024, false).expect("write");

@@ -730,7 +730,7 @@ impl Inner {
                             if let Some(b) = prefetch {
                                 drop(s);
                                 self.work.notify_all();
-                                self.prefetch_block(b);
+                                self.prefetch_block(b, &mut buf);
                                 break None;
                             }
                             if let Some(timeout) = self.opts.timeout {
@@ -766,12 +766,14 @@ impl Inner {
         }
     }
 
-    fn prefetch_block(&self, block: BlockNum) {
+    /// Reads `block` ahead into the cache, through the worker's reused buffer (a fresh zeroed
+    /// block per read-ahead showed up as memset and page faults in a sequential read).
+    fn prefetch_block(&self, block: BlockNum, buf: &mut Vec<u8>) {
         let plan = lock(&self.state).plan_read(block, Instant::now());
         match plan {
             ReadPlan::Fill { slot, id } => {
-                let mut buf = vec![0u8; self.geometry.block_size as usize];
-                if self.fill(block, slot, id, &mut buf).is_ok() {
+                buf.resize(self.geometry.block_size as usize, 0);
+                if self.fill(block, slot, id, buf).is_ok() {
                     self.counters.read_aheads.incr();
                 }
             }
