@@ -159,6 +159,8 @@ pub(crate) struct State {
     pub urgent_through: u64,
     /// Everything is due at once (cache full, shutdown).
     pub pressure: bool,
+    /// Writers waiting for a slot (`WritePlan::Wait` for room, not for a busy block).
+    pub room_waiters: usize,
 }
 
 impl State {
@@ -178,6 +180,7 @@ impl State {
             dirty: 0,
             urgent_through: 0,
             pressure: false,
+            room_waiters: 0,
         }
     }
 
@@ -329,6 +332,16 @@ impl State {
             },
         );
         ReadPlan::Fill { slot, id }
+    }
+
+    /// Whether a write of `block` that got [`WritePlan::Wait`] waits for a slot (none free or
+    /// evictable) rather than for the block's own version (being filled or written).
+    pub fn write_waits_for_room(&self, block: BlockNum) -> bool {
+        !self
+            .entries
+            .get(&block)
+            .and_then(|e| e.current())
+            .is_some_and(|cur| cur.state == VState::Filling || cur.busy)
     }
 
     /// A reader finished copying out of `block`'s slot.

@@ -161,6 +161,44 @@ fn a_full_cache_writes_out_early_instead_of_failing() {
     c.shutdown().expect("shutdown");
 }
 
+/// Writers waiting for room are woken one per usable slot (`room_for`), not all per event:
+/// many of them at once over a cache of four slots, with readers pinning slots meanwhile, must
+/// all get through, and every block must land.
+#[test]
+fn many_writers_share_a_full_cache() {
+    let mem = Arc::new(MemoryBackend::new());
+    let c = cache(
+        &mem,
+        CacheOptions {
+            write_delay: Duration::from_secs(60),
+            ..opts(4)
+        },
+    );
+    std::thread::scope(|scope| {
+        for t in 0..8u32 {
+            let c = &c;
+            scope.spawn(move || {
+                for i in 0..6u32 {
+                    let b = t * 6 + i;
+                    c.write_block(b, &block(b as u8 + 1)).expect("write");
+                    let mut buf = vec![0u8; BS as usize];
+                    c.read_block(b, &mut buf).expect("read back");
+                    assert_eq!(buf, block(b as u8 + 1), "block {b}");
+                }
+            });
+        }
+    });
+    c.flush().expect("flush");
+    for b in 0..48u32 {
+        assert_eq!(
+            mem.object(&format!("{b:08x}")).map(|o| o.body),
+            Some(block(b as u8 + 1)),
+            "block {b}"
+        );
+    }
+    c.shutdown().expect("shutdown");
+}
+
 /// A cache whose object store is a `FaultyBackend` over `mem`, with `all_fail` as the outage
 /// switch.
 fn cache_over_faulty(
