@@ -369,6 +369,16 @@ pub fn partition(last: u32, threads: usize) -> Vec<(u32, u32)> {
     ranges
 }
 
+/// Copies `buf.len()` bytes at `offset` of a whole block's data into `buf`.
+fn copy_part(block: BlockNum, whole: &[u8], offset: u32, buf: &mut [u8]) -> StoreResult<()> {
+    let start = offset as usize;
+    let part = whole
+        .get(start..start + buf.len())
+        .ok_or_else(|| StoreError::Invalid(format!("part of block {block} out of range")))?;
+    buf.copy_from_slice(part);
+    Ok(())
+}
+
 thread_local! {
     /// The whole block a partial read fetches when it cannot fetch just the part.
     static WHOLE_BLOCK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -394,12 +404,7 @@ impl BlockStore for ObjectBlocks {
             WHOLE_BLOCK.with_borrow_mut(|all| {
                 all.resize(bs as usize, 0);
                 self.read_block(block, all)?;
-                let start = offset as usize;
-                let part = all.get(start..start + buf.len()).ok_or_else(|| {
-                    StoreError::Invalid(format!("part of block {block} out of range"))
-                })?;
-                buf.copy_from_slice(part);
-                Ok(())
+                copy_part(block, all, offset, buf)
             })
         };
         if buf.is_empty()
@@ -451,12 +456,7 @@ impl BlockStore for ObjectBlocks {
                         block,
                         detail: format!("object {key}: {e}"),
                     })?;
-                let start = offset as usize;
-                let part = decoded.get(start..start + buf.len()).ok_or_else(|| {
-                    StoreError::Invalid(format!("part of block {block} out of range"))
-                })?;
-                buf.copy_from_slice(part);
-                Ok(())
+                copy_part(block, &decoded, offset, buf)
             }
             _ => whole(buf),
         }

@@ -638,6 +638,13 @@ impl Inner {
             },
             _ => 0,
         };
+        self.commit(block, id, zero, crc)
+    }
+
+    /// The data of version `id` is in its slot (written or patched): makes it dirty, records it,
+    /// wakes a worker if that gives the workers something new, and with `--blockCacheSync`
+    /// waits for the upload.
+    fn commit(&self, block: BlockNum, id: u64, zero: bool, crc: u32) -> StoreResult<()> {
         let now = Instant::now();
         let new_work = {
             let mut s = lock(&self.state);
@@ -646,8 +653,10 @@ impl Inner {
             if let Some(v) = &v {
                 self.record(block, v, crc);
             }
-            // As in `write_part`: rewriting a block that is already dirty and not yet due
-            // schedules nothing new, so no worker needs to wake for it.
+            // Rewriting a block that is already dirty and not yet due schedules nothing new
+            // (its upload is already scheduled): waking a worker for each 4 KiB write cost a
+            // context switch per write. (An overdue version was skipped while this write held
+            // it busy: that one needs a worker.)
             s.dirty != dirty_before || s.pressure || v.is_none_or(|v| v.due <= now)
         };
         if new_work {
@@ -995,25 +1004,8 @@ impl BlockStore for BlockCache {
         if let Some((slot, id)) = planned {
             if inner.slots.patch(slot, offset, data) {
                 inner.counters.write_hits.incr();
-                let now = Instant::now();
-                let new_work = {
-                    let mut s = lock(&inner.state);
-                    let dirty_before = s.dirty;
-                    let v = s.commit_write(block, id, false, 0, now + inner.opts.write_delay, now);
-                    // (An overdue version was skipped while this patch held it busy.)
-                    s.dirty != dirty_before || v.is_none_or(|v| v.due <= now)
-                };
-                // A patch of a block that was already dirty and not yet due gives the workers
-                // nothing new to do (its upload is already scheduled): waking one for each
-                // 4 KiB write cost a context switch per write.
-                if new_work {
-                    inner.work.notify_all();
-                }
-                inner.changed.notify_all();
-                if inner.opts.sync {
-                    return inner.wait_until_clean(block, id);
-                }
-                return Ok(());
+                // Only memory slots are patched (file slots never are): no CRC to keep.
+                return inner.commit(block, id, false, 0);
             }
             let freed = lock(&inner.state).abandon_write(block, id);
             inner.free_slots(&freed.into_iter().collect::<Vec<_>>());

@@ -59,6 +59,17 @@ fn block(fill: u8) -> Vec<u8> {
     vec![fill; BS as usize]
 }
 
+/// Blocks `0..count` are in the store, block `b` filled with `b + 1`.
+fn assert_stored(mem: &MemoryBackend, count: u32) {
+    for b in 0..count {
+        assert_eq!(
+            mem.object(&format!("{b:08x}")).map(|o| o.body),
+            Some(block(b as u8 + 1)),
+            "block {b}"
+        );
+    }
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..500 {
         if f() {
@@ -151,13 +162,7 @@ fn a_full_cache_writes_out_early_instead_of_failing() {
         c.write_block(b, &block(b as u8 + 1)).expect("write");
     }
     c.flush().expect("flush");
-    for b in 0..40u32 {
-        assert_eq!(
-            mem.object(&format!("{b:08x}")).map(|o| o.body),
-            Some(block(b as u8 + 1)),
-            "block {b}"
-        );
-    }
+    assert_stored(&mem, 40);
     c.shutdown().expect("shutdown");
 }
 
@@ -189,13 +194,7 @@ fn many_writers_share_a_full_cache() {
         }
     });
     c.flush().expect("flush");
-    for b in 0..48u32 {
-        assert_eq!(
-            mem.object(&format!("{b:08x}")).map(|o| o.body),
-            Some(block(b as u8 + 1)),
-            "block {b}"
-        );
-    }
+    assert_stored(&mem, 48);
     c.shutdown().expect("shutdown");
 }
 
@@ -237,13 +236,7 @@ fn a_write_into_a_full_cache_fails_while_uploads_fail_and_nothing_is_lost() {
     faulty.all_fail.store(false, Ordering::SeqCst);
     c.write_block(4, &block(5)).expect("write after the outage");
     flush_after_outage(&c);
-    for b in 0..5u32 {
-        assert_eq!(
-            mem.object(&format!("{b:08x}")).map(|o| o.body),
-            Some(block(b as u8 + 1)),
-            "block {b}"
-        );
-    }
+    assert_stored(&mem, 5);
     c.shutdown().expect("shutdown");
 }
 
