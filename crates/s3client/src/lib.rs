@@ -3,13 +3,13 @@
 //!
 //! # Brief overview
 //! [`S3Client::new`] takes the resolved [`s3backer_config::S3Settings`] and a bucket and
-//! builds one ureq agent (connection pool, timeout, TLS). Each operation lives in its own module and returns a typed
+//! builds one HTTP/1.1 client (`http1`: connection pool, timeout, TLS). Each operation lives in its own module and returns a typed
 //! result ([`GetOutcome`], [`ObjectInfo`], [`ListPage`], ...) or an [`S3Error`] carrying the
 //! errno the front ends report.
 //!
 //! # Key decisions
 //! * **Blocking, not async.** The nbdkit plugin forks after loading and our layers call from a
-//!   bounded thread pool; a blocking client on ureq needs no runtime and nothing to restart
+//!   bounded thread pool; a blocking client on std sockets needs no runtime and nothing to restart
 //!   after the fork. [`S3Client`] is `Clone + Send + Sync` and cheap to clone.
 //! * **Hand-written signing** (`sign_v4.rs`, `sign_v2.rs`) on RustCrypto: s3backer signs
 //!   exactly the headers it sets, and needs SigV2, which no crate offers.
@@ -30,7 +30,8 @@
 //! # Modules
 //! `checksum` (what a PUT sends and a GET body is checked against), `client` (construction, the shared execute/sign/classify path), one file per operation
 //! (`get_object`, `head_object`, `put_object`, `delete_object`, `delete_objects`,
-//! `list_objects`), `sign_v4`, `sign_v2`, `retry`, `transport`, `url`, `xml`, `date`,
+//! `list_objects`), `sign_v4`, `sign_v2`, `retry`, `transport` (one attempt: logging, speed caps), `http1` (the
+//! wire: connections, framing, TLS, proxies), `url`, `xml`, `date`,
 //! `stats`, `error`, `types`.
 #![deny(missing_docs)]
 // Tests may unwrap; library code may not (workspace lint `clippy::unwrap_used`).
@@ -44,6 +45,7 @@ mod delete_objects;
 mod error;
 mod get_object;
 mod head_object;
+mod http1;
 mod list_objects;
 mod put_object;
 mod retry;

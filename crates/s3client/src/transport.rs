@@ -1,20 +1,18 @@
-//! The HTTP transport: one ureq [`Agent`] (connection pool, timeout, TLS) and one call that
-//! sends a fully prepared request and reads the response (facts §4.6).
+//! One attempt of a request: the hand-off to the HTTP/1.1 client (`http1.rs`: connection
+//! pool, framing, timeout, TLS, proxies) and what surrounds it (facts §4.6).
 //!
-//! * Statuses are never errors here (`http_status_as_error(false)`); redirects are not
-//!   followed (`max_redirects(0)`): a 3xx reaching us is an error the retry layer handles, as
-//!   in s3backer.
+//! * Statuses are never errors here; redirects are not followed: a 3xx reaching us is an
+//!   error the retry layer handles, as in s3backer.
 //! * `--timeout` bounds one whole attempt (connect included); zero means no limit.
-//! * Idle connections kept: `max_connections` (in total and per host); none with
-//!   `--noCurlCache`.
+//! * Idle connections kept: `max_connections`; none with `--noCurlCache`.
 //! * TLS is the system's OpenSSL (through native-tls), as in s3backer (libcurl + OpenSSL): the
 //!   same trust store, and a self-signed server certificate given with `--cacert` is accepted
 //!   even when it is marked as a CA (rustls/webpki refuses that as `CaUsedAsEndEntity`, and it is
 //!   how `openssl req -x509` and many MinIO setups make them). `--insecure` disables
 //!   verification (native-tls cannot keep the host-name check alone); `--cacert FILE` trusts
 //!   exactly the PEM certificates in FILE (like curl's `--cacert`); otherwise the system roots.
-//! * Bodies are never decoded (no `Accept-Encoding` of ureq's own; compressed blocks are
-//!   passed through raw). Success bodies are read up to the caller's limit; error bodies up to
+//! * Bodies are never decoded (no `Accept-Encoding` of our own; compressed blocks are passed
+//!   through raw). Success bodies are read up to the caller's limit; error bodies up to
 //!   [`ERROR_BODY_LIMIT`] (enough for an XML error document).
 //! * `--maxUploadSpeed` / `--maxDownloadSpeed` (bits/s): after a transfer, sleep until
 //!   `bytes / (speed / 8)` seconds have passed since it started (a per-transfer cap, like
@@ -23,23 +21,16 @@
 //!   `--debug-http` adds transport failures and (≤ 2000 bytes of) error bodies.
 //!   Request headers are never logged, so neither is `Authorization`.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use ureq::Agent;
-use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
-
 use crate::error::S3Error;
+pub(crate) use crate::http1::Failure;
+use crate::http1::{ConnectOptions, Http1, Origin, Request};
 use crate::stats::TransportClass;
 use s3backer_config::S3Settings;
 
 /// Largest error body read (bytes); the rest is dropped with the connection.
-pub(crate) const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// Largest error body excerpt logged with `--debug-http`.
 const DEBUG_BODY_LIMIT: usize = 2000;
 
@@ -61,16 +52,6 @@ impl Method {
             Method::Put => "PUT",
             Method::Post => "POST",
             Method::Delete => "DELETE",
-        }
-    }
-
-    fn to_http(self) -> http::Method {
-        match self {
-            Method::Get => http::Method::GET,
-            Method::Head => http::Method::HEAD,
-            Method::Put => http::Method::PUT,
-            Method::Post => http::Method::POST,
-            Method::Delete => http::Method::DELETE,
         }
     }
 }
@@ -108,19 +89,6 @@ impl Incoming {
     }
 }
 
-/// Why an attempt got no response.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Failure {
-    Timeout,
-    Connect(String),
-    HostUnknown(String),
-    Other(String),
-    /// The success body exceeded `body_limit`.
-    TooLarge,
-    /// The server's TLS certificate did not verify: retrying cannot help.
-    Certificate(String),
-}
-
 impl Failure {
     pub(crate) fn class(&self) -> TransportClass {
         match self {
@@ -134,111 +102,66 @@ impl Failure {
     }
 }
 
-fn classify(e: ureq::Error) -> Failure {
-    use std::io::ErrorKind;
-    match e {
-        ureq::Error::Timeout(_) => Failure::Timeout,
-        ureq::Error::BodyExceedsLimit(_) => Failure::TooLarge,
-        ureq::Error::HostNotFound => Failure::HostUnknown("host not found".into()),
-        ureq::Error::ConnectionFailed => Failure::Connect("connection failed".into()),
-        ureq::Error::NativeTls(e) if e.to_string().contains("certificate verify failed") => {
-            Failure::Certificate(e.to_string())
-        }
-        ureq::Error::Io(io) => match io.kind() {
-            ErrorKind::TimedOut | ErrorKind::WouldBlock => Failure::Timeout,
-            ErrorKind::ConnectionRefused
-            | ErrorKind::HostUnreachable
-            | ErrorKind::NetworkUnreachable
-            | ErrorKind::AddrNotAvailable => Failure::Connect(io.to_string()),
-            _ => match io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
-            {
-                Some(ureq::Error::Timeout(_)) => Failure::Timeout,
-                Some(ureq::Error::BodyExceedsLimit(_)) => Failure::TooLarge,
-                _ => Failure::Other(io.to_string()),
-            },
-        },
-        other => Failure::Other(other.to_string()),
-    }
-}
-
-/// How long a host name's addresses are reused: curl's default DNS cache time
-/// (`CURLOPT_DNS_CACHE_TIMEOUT`), what s3backer gets through libcurl.
-const DNS_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// ureq's resolver with a cache in front. ureq resolves the host name on **every** request, a
-/// pooled connection's included, and with a timeout set it does each lookup on a new thread
-/// (measured: a thread created and joined per PUT, about 1.5 ms of a FLUSH's latency at queue
-/// depth 1 on two loaded cores; docs/performance.md). Addresses are kept for
-/// [`DNS_CACHE_TTL`], as curl does; a failed lookup is not cached.
-#[derive(Debug, Default)]
-struct CachingResolver {
-    inner: DefaultResolver,
-    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
-}
-
-impl Resolver for CachingResolver {
-    fn resolve(
-        &self,
-        uri: &http::Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let key = match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
-            _ => None,
-        };
-        if let Some(k) = &key {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, addrs)) = cache.get(k)
-                && at.elapsed() < DNS_CACHE_TTL
-            {
-                return Ok(addrs.clone());
-            }
-        }
-        let addrs = self.inner.resolve(uri, config, timeout)?;
-        if let Some(k) = key {
-            self.cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(k, (Instant::now(), addrs.clone()));
-        }
-        Ok(addrs)
-    }
-}
-
-/// The agent plus the settings that shape each transfer.
+/// The HTTP client plus the settings that shape each transfer.
 pub(crate) struct Transport {
-    agent: Agent,
+    http: Http1,
+    timeout: Option<Duration>,
     debug_http: bool,
     max_upload_bps: Option<u64>,
     max_download_bps: Option<u64>,
 }
 
-/// Reads a PEM bundle; an error if unreadable or without any certificate.
-fn load_cacert(path: &std::path::Path) -> Result<RootCerts, S3Error> {
+/// Reads a PEM bundle; an error if unreadable, without any certificate, or with one OpenSSL
+/// cannot load.
+fn load_cacert(path: &std::path::Path) -> Result<Vec<native_tls::Certificate>, S3Error> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
     let pem = std::fs::read(path).map_err(|e| S3Error::Config {
         detail: format!("cannot read CA file {}: {e}", path.display()),
     })?;
+    let text = String::from_utf8_lossy(&pem);
     let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item {
-            Ok(PemItem::Certificate(c)) => certs.push(c),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(S3Error::Config {
-                    detail: format!("bad PEM in CA file {}: {e}", path.display()),
-                });
-            }
-        }
+    let mut rest = &text[..];
+    while let Some(at) = rest.find(BEGIN) {
+        let Some(len) = rest[at..].find(END) else {
+            return Err(S3Error::Config {
+                detail: format!(
+                    "bad PEM in CA file {}: unterminated certificate",
+                    path.display()
+                ),
+            });
+        };
+        let block = &rest[at..at + len + END.len()];
+        let cert =
+            native_tls::Certificate::from_pem(block.as_bytes()).map_err(|e| S3Error::Config {
+                detail: format!("bad certificate in CA file {}: {e}", path.display()),
+            })?;
+        certs.push(cert);
+        rest = &rest[at + len + END.len()..];
     }
     if certs.is_empty() {
         return Err(S3Error::Config {
             detail: format!("no PEM certificate in CA file {}", path.display()),
         });
     }
-    Ok(RootCerts::new_with_certs(&certs))
+    Ok(certs)
+}
+
+/// The TLS verification `settings` ask for.
+fn tls_connector(settings: &S3Settings) -> Result<native_tls::TlsConnector, S3Error> {
+    let mut tls = native_tls::TlsConnector::builder();
+    if settings.insecure {
+        tls.danger_accept_invalid_certs(true)
+            .danger_accept_invalid_hostnames(true);
+    } else if let Some(path) = &settings.cacert {
+        tls.disable_built_in_roots(true);
+        for cert in load_cacert(path)? {
+            tls.add_root_certificate(cert);
+        }
+    }
+    tls.build().map_err(|e| S3Error::Config {
+        detail: format!("cannot set up TLS: {e}"),
+    })
 }
 
 impl Transport {
@@ -247,36 +170,27 @@ impl Transport {
         max_connections: usize,
         user_agent: &str,
     ) -> Result<Transport, S3Error> {
-        let mut tls = TlsConfig::builder().provider(TlsProvider::NativeTls);
-        if settings.insecure {
-            tls = tls.disable_verification(true);
-        } else if let Some(path) = &settings.cacert {
-            tls = tls.root_certs(load_cacert(path)?);
+        let https = settings
+            .base_url
+            .to_ascii_lowercase()
+            .starts_with("https://");
+        let tls = if https || settings.cacert.is_some() {
+            Some(tls_connector(settings)?)
         } else {
-            tls = tls.root_certs(RootCerts::PlatformVerifier);
-        }
-        let idle = if settings.no_connection_reuse {
+            None
+        };
+        let max_idle = if settings.no_connection_reuse {
             0
         } else {
             max_connections
         };
-        let timeout = (!settings.timeout.is_zero()).then_some(settings.timeout);
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(timeout)
-            .max_idle_connections(idle)
-            .max_idle_connections_per_host(idle)
-            .user_agent(user_agent)
-            .accept_encoding("")
-            .tls_config(tls.build())
-            .build();
         Ok(Transport {
-            agent: Agent::with_parts(
-                config,
-                DefaultConnector::default(),
-                CachingResolver::default(),
-            ),
+            http: Http1::new(ConnectOptions {
+                tls,
+                max_idle,
+                user_agent: user_agent.to_owned(),
+            }),
+            timeout: (!settings.timeout.is_zero()).then_some(settings.timeout),
             debug_http: settings.debug_http,
             max_upload_bps: settings.max_upload_speed.filter(|&s| s > 0),
             max_download_bps: settings.max_download_speed.filter(|&s| s > 0),
@@ -291,25 +205,27 @@ impl Transport {
         dest: Option<&mut [u8]>,
     ) -> Result<Incoming, Failure> {
         let started = Instant::now();
-        let mut builder = http::Request::builder()
-            .method(out.method.to_http())
-            .uri(out.url)
-            .header(http::header::HOST, out.host);
-        for (name, value) in out.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let result = match out.body {
-            Some(body) => builder
-                .header(http::header::CONTENT_LENGTH, body.len())
-                .body(body)
-                .map_err(|e| Failure::Other(format!("bad request: {e}")))
-                .and_then(|r| self.agent.run(r).map_err(classify)),
-            None => builder
-                .body(())
-                .map_err(|e| Failure::Other(format!("bad request: {e}")))
-                .and_then(|r| self.agent.run(r).map_err(classify)),
+        let dest_len = dest.as_ref().map(|d| d.len());
+        let tls = out.url.len() > 8 && out.url[..8].eq_ignore_ascii_case("https://");
+        let origin = Origin::new(tls, out.host)
+            .ok_or_else(|| Failure::Other(format!("bad host \"{}\"", out.host)))?;
+        // The request target: the URL without `scheme://authority`.
+        let target = out
+            .url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or("/");
+        let request = Request {
+            method: out.method.as_str(),
+            origin: &origin,
+            host: out.host,
+            target,
+            headers: out.headers,
+            body: out.body,
+            body_limit: out.body_limit,
+            error_body_limit: ERROR_BODY_LIMIT,
         };
-        let response = match result {
+        let response = match self.http.exchange(&request, dest, self.timeout) {
             Ok(r) => r,
             Err(f) => {
                 if self.debug_http {
@@ -318,58 +234,7 @@ impl Transport {
                 return Err(f);
             }
         };
-        let status = response.status().as_u16();
-        let (parts, body) = response.into_parts();
-        let fits_dest = |dest: &[u8]| {
-            status < 300
-                && body.content_length() == Some(dest.len() as u64)
-                && (out.body_limit == 0 || dest.len() <= out.body_limit)
-                && !parts.headers.contains_key(http::header::CONTENT_ENCODING)
-        };
-        // Bytes that went to `dest` (then `body` stays empty).
-        let mut in_dest_len = None;
-        let body = if out.method == Method::Head {
-            Vec::new()
-        } else if let Some(dest) = dest.filter(|d| fits_dest(d)) {
-            let mut reader = body.into_reader();
-            reader
-                .read_exact(dest)
-                .map_err(|e| classify(ureq::Error::from(e)))?;
-            // Reading the end is what hands the connection back to the pool.
-            let mut past_end = [0u8; 1];
-            let extra = reader
-                .read(&mut past_end)
-                .map_err(|e| classify(ureq::Error::from(e)))?;
-            if extra != 0 {
-                return Err(Failure::Other("body longer than its Content-Length".into()));
-            }
-            in_dest_len = Some(dest.len() as u64);
-            Vec::new()
-        } else if status >= 300 {
-            // An error document: read what we need, tolerate a broken body.
-            let mut buf = Vec::new();
-            let _ = body
-                .into_reader()
-                .take(ERROR_BODY_LIMIT)
-                .read_to_end(&mut buf);
-            buf
-        } else {
-            let limit = if out.body_limit == 0 {
-                u64::MAX
-            } else {
-                out.body_limit as u64
-            };
-            // Sized once from Content-Length: growing the vector while reading would copy a
-            // 256 KiB block about twice over (docs/performance.md).
-            let expected = body.content_length().unwrap_or(0).min(limit);
-            let mut buf = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-            body.into_with_config()
-                .limit(limit)
-                .reader()
-                .read_to_end(&mut buf)
-                .map_err(|e| classify(ureq::Error::from(e)))?;
-            buf
-        };
+        let (status, body) = (response.status, response.body);
         // Every request at debug level (`--debug`), as s3backer logs them; bodies need
         // `--debug-http`.
         log::debug!("{} {} -> {status}", out.method.as_str(), out.url);
@@ -380,13 +245,16 @@ impl Transport {
                 String::from_utf8_lossy(shown).escape_debug()
             );
         }
-        let received = in_dest_len.unwrap_or(body.len() as u64);
+        let received = match (response.in_dest, dest_len) {
+            (true, Some(len)) => len as u64,
+            _ => body.len() as u64,
+        };
         self.throttle(started, out.body.map_or(0, <[u8]>::len) as u64, received);
         Ok(Incoming {
             status,
-            headers: parts.headers,
+            headers: response.headers,
             body,
-            in_dest: in_dest_len.is_some(),
+            in_dest: response.in_dest,
         })
     }
 
@@ -409,54 +277,41 @@ impl Transport {
 mod tests {
     use super::*;
 
+    /// A self-signed certificate (`openssl req -x509`, P-256, valid until 2126).
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBdDCCARugAwIBAgIUaCq/vyxBMJMWNKcHnP3mHY2kDvgwCgYIKoZIzj0EAwIw\nDzENMAsGA1UEAwwEdGVzdDAgFw0yNjExMjYxMzI4MDNaGA8yMTI2MTEwMjEzMjgw\nM1owDzENMAsGA1UEAwwEdGVzdDBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABLHV\nuFW8d5QJfU9fbUjFUY8rDjDBejUajoY7ua93SGv+1JusSqOk4q7lwELTOWG4jxbS\n/ReVv0hgpZbTLx3pHlKjUzBRMB0GA1UdDgQWBBQtuG5bLqoYHi7X+tW/trMKn1cO\ncDAfBgNVHSMEGDAWgBQtuG5bLqoYHi7X+tW/trMKn1cOcDAPBgNVHRMBAf8EBTAD\nAQH/MAoGCCqGSM49BAMCA0cAMEQCIBM3bkencqDUEL5qEaE+gov8MwOr/Uw0T/x9\ngrwlXEnKAiBcOaQAPeFsDKGYtucnlg9wQfReHBDFal+TLKa/JYZyxg==\n-----END CERTIFICATE-----\n";
+
     #[test]
     fn cacert_errors() {
         let dir = std::env::temp_dir().join(format!("s3client-cacert-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let missing = dir.join("missing.pem");
-        let e = load_cacert(&missing).unwrap_err();
-        assert!(e.to_string().contains("cannot read CA file"), "{e}");
+        let error = |path: &std::path::Path| match load_cacert(path) {
+            Ok(_) => panic!("{} loaded", path.display()),
+            Err(e) => e.to_string(),
+        };
+        let e = error(&dir.join("missing.pem"));
+        assert!(e.contains("cannot read CA file"), "{e}");
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, b"not a certificate\n").unwrap();
-        let e = load_cacert(&empty).unwrap_err();
-        assert!(e.to_string().contains("no PEM certificate"), "{e}");
-        // A PEM certificate block is accepted (its contents are checked at handshake time).
-        let good = dir.join("good.pem");
+        let e = error(&empty);
+        assert!(e.contains("no PEM certificate"), "{e}");
+        // A block that is not a certificate is refused when the file is read, not at the
+        // first handshake.
+        let bad = dir.join("bad.pem");
         std::fs::write(
-            &good,
-            b"# comment\n-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQoLDA0ODw==\n-----END CERTIFICATE-----\n",
+            &bad,
+            b"-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQoLDA0ODw==\n-----END CERTIFICATE-----\n",
         )
         .unwrap();
-        assert!(load_cacert(&good).is_ok());
+        let e = error(&bad);
+        assert!(e.contains("bad certificate in CA file"), "{e}");
+        let cut = dir.join("cut.pem");
+        std::fs::write(&cut, &CERT[..CERT.len() - 30]).unwrap();
+        let e = error(&cut);
+        assert!(e.contains("unterminated"), "{e}");
+        // Two certificates with text around them.
+        let good = dir.join("good.pem");
+        std::fs::write(&good, format!("# comment\n{CERT}between\n{CERT}")).unwrap();
+        assert_eq!(load_cacert(&good).map(|c| c.len()).ok(), Some(2));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn ureq_errors_are_classified() {
-        use std::io;
-        assert_eq!(
-            classify(ureq::Error::Io(io::Error::from(
-                io::ErrorKind::ConnectionRefused
-            ))),
-            Failure::Connect(io::Error::from(io::ErrorKind::ConnectionRefused).to_string())
-        );
-        assert_eq!(
-            classify(ureq::Error::Io(io::Error::from(io::ErrorKind::TimedOut))),
-            Failure::Timeout
-        );
-        assert!(matches!(
-            classify(ureq::Error::HostNotFound),
-            Failure::HostUnknown(_)
-        ));
-        assert_eq!(
-            classify(ureq::Error::BodyExceedsLimit(5)),
-            Failure::TooLarge
-        );
-        assert!(matches!(
-            classify(ureq::Error::Io(io::Error::from(
-                io::ErrorKind::ConnectionReset
-            ))),
-            Failure::Other(_)
-        ));
     }
 }
