@@ -190,6 +190,7 @@ fn tamper(bucket: &str, key: &str, change: impl FnOnce(&mut Vec<u8>, &mut Vec<(S
         content_type: Some("application/x-s3backer-block".into()),
         content_encoding: o.content_encoding.clone(),
         meta: o.meta.clone(),
+        crc32: None,
     };
     client.put_object(key, &o.body, &req).expect("put");
 }

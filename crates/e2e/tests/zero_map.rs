@@ -169,6 +169,7 @@ fn saved_zero_map_is_used_and_a_changed_block_0_invalidates_it() {
             ("s3backer-blocksize".into(), "65536".into()),
             ("s3backer-filesize".into(), "8388608".into()),
         ],
+        crc32: None,
     };
     client
         .put_object("00000000", &vec![6u8; 65536], &req)

@@ -44,7 +44,12 @@ pub(crate) fn content_md5(body: &[u8]) -> String {
 /// Base64 of the big-endian CRC-32 (ISO-HDLC, as zlib) of `body`: the
 /// `x-amz-checksum-crc32` header value.
 pub(crate) fn crc32(body: &[u8]) -> String {
-    BASE64.encode(crc32fast::hash(body).to_be_bytes())
+    crc32_header(crc32fast::hash(body))
+}
+
+/// `x-amz-checksum-crc32` header value of a known CRC-32.
+pub(crate) fn crc32_header(crc: u32) -> String {
+    BASE64.encode(crc.to_be_bytes())
 }
 
 /// Which check a GET body gets, chosen from the response headers.

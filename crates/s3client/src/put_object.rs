@@ -26,7 +26,10 @@ impl S3Client {
         check_key(key)?;
         let inner = &self.inner;
         let defaults = &inner.put_defaults;
-        let crc = checksum::crc32(body);
+        let crc = match req.crc32 {
+            Some(known) => checksum::crc32_header(known),
+            None => checksum::crc32(body),
+        };
         let mut headers = vec![
             (CRC32_HEADER.to_owned(), crc.clone()),
             (SDK_ALGORITHM_HEADER.to_owned(), "CRC32".to_owned()),

@@ -124,6 +124,10 @@ pub struct PutRequest {
     pub content_encoding: Option<String>,
     /// Metadata: names without the `x-amz-meta-` prefix (sent lower-cased).
     pub meta: Vec<(String, String)>,
+    /// The body's CRC-32 (`crc32fast`) when the caller already knows it (the block cache keeps
+    /// it up to date as blocks are written): sent as is instead of reading the body once more.
+    /// It must be right: a server that checks it refuses the PUT otherwise.
+    pub crc32: Option<u32>,
 }
 
 /// Result of a PUT.

@@ -102,8 +102,18 @@ pub trait BlockStore: Send + Sync {
     /// the stack stores it as "no object".
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()>;
 
-    /// Like [`BlockStore::write_block`], returning the stored block's tag.
-    fn write_block_tagged(&self, block: BlockNum, data: &[u8]) -> StoreResult<BlockTag> {
+    /// Like [`BlockStore::write_block`], returning the stored block's tag. `crc32` is the
+    /// data's CRC-32 (`crc32fast`) when the caller knows it (the block cache keeps it as blocks
+    /// are written and patched): the bottom sends it with the PUT instead of reading the block
+    /// once more to compute it; a layer that stores other bytes (an encoded block) drops it.
+    /// It must be right (a server that checks it would refuse the block); the test backend
+    /// holds every caller to that.
+    fn write_block_tagged(
+        &self,
+        block: BlockNum,
+        data: &[u8],
+        _crc32: Option<u32>,
+    ) -> StoreResult<BlockTag> {
         self.write_block(block, data)?;
         Ok(BlockTag::Unknown)
     }

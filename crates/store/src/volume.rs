@@ -236,6 +236,7 @@ impl Volume {
             content_type: Some(meta::TOKEN_CONTENT_TYPE.to_string()),
             content_encoding: None,
             meta: vec![(meta::META_MOUNT_TOKEN.to_string(), format!("{token:08x}"))],
+            crc32: None,
         };
         self.backend
             .put(&self.keys.mount_token_key(), body.as_bytes(), &req)?;
@@ -496,6 +497,7 @@ impl Volume {
                 content_type: Some("application/octet-stream".into()),
                 content_encoding: None,
                 meta: Vec::new(),
+                crc32: None,
             };
             backend.put(&keys.zero_map_key(), &body, &req)?;
             if !quiet {

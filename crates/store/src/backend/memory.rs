@@ -54,6 +54,8 @@ pub struct MemoryBackend {
     objects: Mutex<BTreeMap<String, StoredObject>>,
     etags: Mutex<BTreeMap<String, Etag>>,
     counts: [AtomicU64; OPS],
+    /// PUTs that came with the body's CRC-32 (checked) from the layer above.
+    puts_with_crc: AtomicU64,
     /// When set, `delete_many` fails as servers without bulk delete do.
     pub refuse_bulk_delete: std::sync::atomic::AtomicBool,
 }
@@ -78,6 +80,12 @@ impl MemoryBackend {
         self.counts
             .iter()
             .for_each(|c| c.store(0, Ordering::Relaxed));
+        self.puts_with_crc.store(0, Ordering::Relaxed);
+    }
+
+    /// How many PUTs came with a CRC-32 (each one checked against its body).
+    pub fn puts_with_crc(&self) -> u64 {
+        self.puts_with_crc.load(Ordering::Relaxed)
     }
 
     /// A copy of an object.
@@ -169,6 +177,19 @@ impl ObjectBackend for MemoryBackend {
 
     fn put(&self, key: &str, body: &[u8], req: &PutRequest) -> BackendResult<PutOutcome> {
         self.count(Op::Put);
+        // As S3 does (BadDigest): a CRC-32 given with the body must be the body's. Every layer
+        // test that writes through a cache holds the cache's kept CRCs to this.
+        if let Some(crc) = req.crc32
+            && crc != crc32fast::hash(body)
+        {
+            return Err(BackendError::Injected(format!(
+                "BadDigest: the CRC-32 sent with {key} ({crc:08x}) is not its body's ({:08x})",
+                crc32fast::hash(body)
+            )));
+        }
+        if req.crc32.is_some() {
+            self.puts_with_crc.fetch_add(1, Ordering::Relaxed);
+        }
         let object = StoredObject {
             body: body.to_vec(),
             meta: req.meta.clone(),

@@ -87,9 +87,14 @@ impl BlockStore for Checked {
         self.whole(block, buf.len())?;
         checked_errno(self.inner.read_block_tagged(block, buf, expect))
     }
-    fn write_block_tagged(&self, block: BlockNum, data: &[u8]) -> StoreResult<crate::BlockTag> {
+    fn write_block_tagged(
+        &self,
+        block: BlockNum,
+        data: &[u8],
+        crc32: Option<u32>,
+    ) -> StoreResult<crate::BlockTag> {
         self.whole(block, data.len())?;
-        checked_errno(self.inner.write_block_tagged(block, data))
+        checked_errno(self.inner.write_block_tagged(block, data, crc32))
     }
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
         self.whole(block, data.len())?;

@@ -181,7 +181,7 @@ impl ObjectBlocks {
         }
     }
 
-    fn put_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<BlockTag> {
+    fn put_block(&self, block: BlockNum, data: &[u8], crc32: Option<u32>) -> StoreResult<BlockTag> {
         self.check_writable()?;
         let key = self.keys.block_key(block);
         if is_zero(data) {
@@ -229,6 +229,8 @@ impl ObjectBlocks {
         }
         let req = PutRequest {
             content_type: Some(meta::BLOCK_CONTENT_TYPE.to_string()),
+            // The caller's CRC is of the block's bytes: good for the body only if that is them.
+            crc32: crc32.filter(|_| encoded.is_none()),
             content_encoding,
             meta: object_meta,
         };
@@ -467,11 +469,16 @@ impl BlockStore for ObjectBlocks {
     }
 
     fn write_block(&self, block: BlockNum, data: &[u8]) -> StoreResult<()> {
-        self.put_block(block, data).map(drop)
+        self.put_block(block, data, None).map(drop)
     }
 
-    fn write_block_tagged(&self, block: BlockNum, data: &[u8]) -> StoreResult<BlockTag> {
-        self.put_block(block, data)
+    fn write_block_tagged(
+        &self,
+        block: BlockNum,
+        data: &[u8],
+        crc32: Option<u32>,
+    ) -> StoreResult<BlockTag> {
+        self.put_block(block, data, crc32)
     }
 
     fn read_block_tagged(

@@ -197,7 +197,7 @@ impl BlockCache {
                     (false, None) => BlockTag::Unknown,
                 },
                 due: now,
-                crc: rec.data_crc,
+                crc: (!rec.zero).then_some(rec.data_crc),
                 crc_unchecked: (!rec.zero).then_some(rec.data_crc),
                 verify: rec.kind == RecordKind::Clean && !opts.no_verify,
                 busy: false,
@@ -274,7 +274,7 @@ impl BlockCache {
 }
 
 impl Inner {
-    fn record(&self, block: BlockNum, v: &Version, crc: u32) {
+    fn record(&self, block: BlockNum, v: &Version) {
         let kind = match v.state {
             VState::Dirty | VState::Uploading => RecordKind::Dirty,
             VState::Clean => RecordKind::Clean,
@@ -290,7 +290,7 @@ impl Inner {
                 BlockTag::Etag(e) => Some(e),
                 _ => None,
             },
-            data_crc: if v.zero { 0 } else { crc },
+            data_crc: if v.zero { 0 } else { v.crc.unwrap_or(0) },
         };
         if let Err(e) = self.slots.record(v.slot, &rec) {
             log::warn!(
@@ -441,9 +441,9 @@ impl Inner {
                 if lock(&self.state).claim_for_refresh(block, id) {
                     let zero = is_zero(&fresh);
                     let crc = if zero {
-                        Ok(0)
+                        Ok(None)
                     } else {
-                        self.slots.write(slot, &fresh)
+                        self.slots.write(slot, &fresh, false)
                     };
                     let mut s = lock(&self.state);
                     match crc {
@@ -452,7 +452,7 @@ impl Inner {
                             // state changes they describe (a late record must never overwrite a
                             // newer one: see the crash tests).
                             if let Some(v) = s.refreshed(block, id, new_tag, zero, crc) {
-                                self.record(block, &v, crc);
+                                self.record(block, &v);
                             }
                         }
                         Err(_) => {
@@ -520,10 +520,10 @@ impl Inner {
             };
             let zero = tag == BlockTag::Absent || is_zero(buf);
             let crc = if zero {
-                0
+                None
             } else {
                 self.slots
-                    .write(slot, buf)
+                    .write(slot, buf, false)
                     .map_err(|e| io_error("writing a slot", e))?
             };
             Ok((tag, zero, crc))
@@ -539,7 +539,7 @@ impl Inner {
                     .and_then(|e| e.versions.iter().find(|v| v.id == id))
                     .cloned();
                 if let Some(v) = v {
-                    self.record(block, &v, crc);
+                    self.record(block, &v);
                 }
                 drop(s);
                 self.changed.notify_all();
@@ -627,7 +627,7 @@ impl Inner {
         }
         let zero = data.is_none_or(is_zero);
         let crc = match data {
-            Some(d) if !zero => match self.slots.write(slot, d) {
+            Some(d) if !zero => match self.slots.write(slot, d, true) {
                 Ok(crc) => crc,
                 Err(e) => {
                     let freed = lock(&self.state).abandon_write(block, id);
@@ -636,7 +636,7 @@ impl Inner {
                     return Err(io_error("writing a slot", e));
                 }
             },
-            _ => 0,
+            _ => None,
         };
         self.commit(block, id, zero, crc)
     }
@@ -644,14 +644,14 @@ impl Inner {
     /// The data of version `id` is in its slot (written or patched): makes it dirty, records it,
     /// wakes a worker if that gives the workers something new, and with `--blockCacheSync`
     /// waits for the upload.
-    fn commit(&self, block: BlockNum, id: u64, zero: bool, crc: u32) -> StoreResult<()> {
+    fn commit(&self, block: BlockNum, id: u64, zero: bool, crc: Option<u32>) -> StoreResult<()> {
         let now = Instant::now();
         let new_work = {
             let mut s = lock(&self.state);
             let dirty_before = s.dirty;
             let v = s.commit_write(block, id, zero, crc, now + self.opts.write_delay, now);
             if let Some(v) = &v {
-                self.record(block, v, crc);
+                self.record(block, v);
             }
             // Rewriting a block that is already dirty and not yet due schedules nothing new
             // (its upload is already scheduled): waking a worker for each 4 KiB write cost a
@@ -857,7 +857,7 @@ impl Inner {
             match data {
                 Ok(data) => self
                     .next
-                    .write_block_tagged(u.block, data)
+                    .write_block_tagged(u.block, data, u.crc)
                     .map(|t| vec![t])
                     .map_err(|e| e.to_string()),
                 Err(e) => {
@@ -881,7 +881,7 @@ impl Inner {
                         let (f, v) = s.finish_upload(u, Ok(*tag), now);
                         freed.extend(f);
                         if let Some(v) = v {
-                            self.record(u.block, &v, v.crc);
+                            self.record(u.block, &v);
                         }
                         self.counters.uploads.incr();
                     }
@@ -1001,11 +1001,10 @@ impl BlockStore for BlockCache {
     fn write_part(&self, block: BlockNum, offset: u32, data: &[u8]) -> StoreResult<()> {
         let inner = &self.inner;
         let planned = lock(&inner.state).plan_patch(block);
-        if let Some((slot, id)) = planned {
-            if inner.slots.patch(slot, offset, data) {
+        if let Some((slot, id, mut crc)) = planned {
+            if inner.slots.patch(slot, offset, data, &mut crc) {
                 inner.counters.write_hits.incr();
-                // Only memory slots are patched (file slots never are): no CRC to keep.
-                return inner.commit(block, id, false, 0);
+                return inner.commit(block, id, false, crc);
             }
             let freed = lock(&inner.state).abandon_write(block, id);
             inner.free_slots(&freed.into_iter().collect::<Vec<_>>());

@@ -49,18 +49,22 @@ impl Slots {
         }
     }
 
-    /// Stores a block in a slot; returns the data's CRC (file slots; 0 in memory).
-    pub fn write(&self, slot: u32, data: &[u8]) -> std::io::Result<u32> {
+    /// Stores a block in a slot; returns the data's CRC-32: always for file slots (their
+    /// records carry it), for memory slots when `want_crc` (computed from `data` just copied,
+    /// still in the CPU cache; the upload sends it instead of reading the block again).
+    pub fn write(&self, slot: u32, data: &[u8], want_crc: bool) -> std::io::Result<Option<u32>> {
         match self {
             Slots::Memory { bufs } => {
-                let mut b = bufs[slot as usize]
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                match b.as_mut().and_then(Arc::get_mut) {
-                    Some(buf) if buf.len() == data.len() => buf.copy_from_slice(data),
-                    _ => *b = Some(data.into()),
+                {
+                    let mut b = bufs[slot as usize]
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
+                    match b.as_mut().and_then(Arc::get_mut) {
+                        Some(buf) if buf.len() == data.len() => buf.copy_from_slice(data),
+                        _ => *b = Some(data.into()),
+                    }
                 }
-                Ok(0)
+                Ok(want_crc.then(|| crc32fast::hash(data)))
             }
             Slots::File {
                 file,
@@ -74,7 +78,7 @@ impl Slots {
                 if *advise {
                     file.advise_dontneed(slot);
                 }
-                Ok(crc)
+                Ok(Some(crc))
             }
         }
     }
@@ -160,9 +164,11 @@ impl Slots {
         }
     }
 
-    /// Patches part of a memory slot in place; `false` for file slots (whose checksum covers the
-    /// whole block: the caller rewrites the block instead) or a slot without data.
-    pub fn patch(&self, slot: u32, offset: u32, data: &[u8]) -> bool {
+    /// Patches part of a memory slot in place and brings `crc` (the slot's CRC-32, if known)
+    /// up to date from the bytes replaced and their replacement alone; `false` for file slots
+    /// (whose checksum covers the whole block: the caller rewrites the block instead) or a slot
+    /// without data.
+    pub fn patch(&self, slot: u32, offset: u32, data: &[u8], crc: &mut Option<u32>) -> bool {
         let Slots::Memory { bufs } = self else {
             return false;
         };
@@ -171,11 +177,15 @@ impl Slots {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         // An upload holding the buffer keeps its version: patch a copy then.
-        match b
-            .as_mut()
-            .and_then(|d| Arc::make_mut(d).get_mut(start..start + data.len()))
-        {
+        let Some(block) = b.as_mut().map(Arc::make_mut) else {
+            return false;
+        };
+        let block_len = block.len();
+        match block.get_mut(start..start + data.len()) {
             Some(part) => {
+                if let Some(c) = crc.as_mut() {
+                    *c = patched_crc(*c, block_len - start - data.len(), part, data);
+                }
                 part.copy_from_slice(data);
                 true
             }
@@ -217,19 +227,72 @@ impl Slots {
     }
 }
 
+/// The CRC-32 of a block whose CRC was `crc` after the bytes `old` (followed by `after` more
+/// bytes) are replaced by `new` (as long). CRC-32 is linear over GF(2): the change of the CRC
+/// is the CRC, with zero initial value and no final XOR, of the change of the data, which is
+/// `old ^ new` followed by `after` zero bytes; and `crc(old) ^ crc(new)` is the former part
+/// (the constant terms of two equal-length CRCs cancel), which `combine` shifts by `after`
+/// bytes. Costs two CRCs of the patch and a multiplication, not a pass over the block.
+pub(crate) fn patched_crc(crc: u32, after: usize, old: &[u8], new: &[u8]) -> u32 {
+    debug_assert_eq!(old.len(), new.len());
+    let delta = crc32fast::hash(old) ^ crc32fast::hash(new);
+    let mut shifted = crc32fast::Hasher::new_with_initial_len(delta, 0);
+    shifted.combine(&crc32fast::Hasher::new_with_initial_len(0, after as u64));
+    crc ^ shifted.finalize()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn a_patched_crc_is_the_crc_of_the_patched_block() {
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for len in [1usize, 64, 4096, 65536] {
+            let mut block: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut crc = crc32fast::hash(&block);
+            for _ in 0..50 {
+                let start = next() as usize % len;
+                let n = 1 + next() as usize % (len - start);
+                let new: Vec<u8> = (0..n).map(|_| next() as u8).collect();
+                crc = patched_crc(crc, len - start - n, &block[start..start + n], &new);
+                block[start..start + n].copy_from_slice(&new);
+                assert_eq!(crc, crc32fast::hash(&block), "len {len}, patch {start}+{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn patches_keep_a_known_crc_and_leave_an_unknown_one() {
+        let slots = Slots::memory(1);
+        let crc = slots.write(0, &[5u8; 4096], true).expect("write");
+        assert_eq!(crc, Some(crc32fast::hash(&[5u8; 4096])));
+        let mut known = crc;
+        assert!(slots.patch(0, 100, &[1, 2, 3], &mut known));
+        let mut now = vec![0u8; 4096];
+        slots.read(0, &mut now, None).expect("read");
+        assert_eq!(known, Some(crc32fast::hash(&now)));
+        let mut unknown = None;
+        assert!(slots.patch(0, 0, &[9], &mut unknown));
+        assert_eq!(unknown, None);
+        assert_eq!(slots.write(0, &[1u8; 4096], false).expect("write"), None);
+    }
+
+    #[test]
     fn an_upload_keeps_the_version_it_shared() {
         let slots = Slots::memory(2);
         assert!(slots.shared(0).is_none());
-        slots.write(0, &[1u8; 8]).expect("write");
+        slots.write(0, &[1u8; 8], false).expect("write");
         let uploading = slots.shared(0).expect("data");
         // A rewrite and a patch while the upload holds the buffer: both land in a copy.
-        slots.write(0, &[2u8; 8]).expect("write");
-        assert!(slots.patch(0, 2, &[3u8; 2]));
+        slots.write(0, &[2u8; 8], false).expect("write");
+        assert!(slots.patch(0, 2, &[3u8; 2], &mut None));
         assert_eq!(&uploading[..], &[1u8; 8]);
         let mut now = [0u8; 8];
         slots.read(0, &mut now, None).expect("read");
@@ -239,7 +302,7 @@ mod tests {
         let before = slots.shared(0).expect("data");
         let ptr = before.as_ptr();
         drop(before);
-        slots.write(0, &[4u8; 8]).expect("write");
+        slots.write(0, &[4u8; 8], false).expect("write");
         let after = slots.shared(0).expect("data");
         assert_eq!(after.as_ptr(), ptr);
         assert_eq!(&after[..], &[4u8; 8]);

@@ -52,8 +52,10 @@ pub(crate) struct Version {
     pub tag: BlockTag,
     /// Dirty versions: when the write-back delay runs out.
     pub due: Instant,
-    /// CRC of the slot's data (cache file; 0 in memory or for zero versions).
-    pub crc: u32,
+    /// CRC-32 of the slot's data, when known: always for cache-file slots (their records carry
+    /// it); for memory slots written whole, and kept through patches (the upload sends it
+    /// instead of reading the block again). `None` for zero versions and memory fills.
+    pub crc: Option<u32>,
     /// Data checksum still to be verified on first use (loaded from the cache file).
     pub crc_unchecked: Option<u32>,
     /// Clean version loaded from the cache file, to be checked against the bucket.
@@ -107,6 +109,8 @@ pub(crate) struct Upload {
     pub slot: u32,
     pub zero: bool,
     pub epoch: u64,
+    /// The version's CRC-32, when known ([`Version::crc`]).
+    pub crc: Option<u32>,
 }
 
 /// What a write should do.
@@ -319,7 +323,7 @@ impl State {
             zero: false,
             tag: BlockTag::Unknown,
             due: now,
-            crc: 0,
+            crc: None,
             crc_unchecked: None,
             verify: false,
             busy: false,
@@ -371,7 +375,7 @@ impl State {
         id: u64,
         tag: BlockTag,
         zero: bool,
-        crc: u32,
+        crc: Option<u32>,
     ) -> Option<Version> {
         let v = self
             .entries
@@ -410,7 +414,7 @@ impl State {
         id: u64,
         tag: BlockTag,
         zero: bool,
-        crc: u32,
+        crc: Option<u32>,
         now: Instant,
     ) {
         if let Some(v) = self
@@ -485,7 +489,7 @@ impl State {
             zero: false,
             tag: BlockTag::Unknown,
             due: now,
-            crc: 0,
+            crc: None,
             crc_unchecked: None,
             verify: false,
             busy: true,
@@ -496,7 +500,7 @@ impl State {
     /// Like [`State::plan_write`], but only when the write can go into the current version's
     /// slot in place and that slot holds the block's data (not a zero version): the case where
     /// a partial write can patch the slot directly. `None` otherwise (nothing reserved).
-    pub fn plan_patch(&mut self, block: BlockNum) -> Option<(u32, u64)> {
+    pub fn plan_patch(&mut self, block: BlockNum) -> Option<(u32, u64, Option<u32>)> {
         let open = self.open_epoch;
         let cur = self.entries.get(&block)?.current()?;
         let eligible = !cur.busy
@@ -507,12 +511,12 @@ impl State {
         if !eligible {
             return None;
         }
-        let (slot, id) = (cur.slot, cur.id);
+        let (slot, id, crc) = (cur.slot, cur.id, cur.crc);
         self.lru_remove(block);
         if let Some(v) = self.entries.get_mut(&block).and_then(|e| e.current_mut()) {
             v.busy = true;
         }
-        Some((slot, id))
+        Some((slot, id, crc))
     }
 
     /// Abandons a planned write whose data could not be stored: a new version is dropped; an
@@ -542,7 +546,7 @@ impl State {
         block: BlockNum,
         id: u64,
         zero: bool,
-        crc: u32,
+        crc: Option<u32>,
         due: Instant,
         now: Instant,
     ) -> Option<Version> {
@@ -639,6 +643,7 @@ impl State {
                 slot: v.slot,
                 zero: v.zero,
                 epoch,
+                crc: v.crc,
             });
             queue.waiting.remove(i);
             if !v.zero {
@@ -756,7 +761,7 @@ mod tests {
     fn write(s: &mut State, b: BlockNum, now: Instant) -> u64 {
         match s.plan_write(b, now) {
             WritePlan::Slot { id, .. } => {
-                s.commit_write(b, id, false, 0, now, now);
+                s.commit_write(b, id, false, None, now, now);
                 id
             }
             WritePlan::Wait => panic!("no slot"),
@@ -826,7 +831,7 @@ mod tests {
         let mut s = State::new(4, 0);
         let later = now + Duration::from_secs(10);
         if let WritePlan::Slot { id, .. } = s.plan_write(7, now) {
-            s.commit_write(7, id, false, 0, later, now);
+            s.commit_write(7, id, false, None, later, now);
         }
         assert_eq!(s.next_uploads(now, 1000), Err(Some(later)), "not due yet");
         let closed = s.close_epoch();
@@ -853,7 +858,7 @@ mod tests {
         let mut s = State::new(8, 0);
         for b in 0..5 {
             if let WritePlan::Slot { id, .. } = s.plan_write(b, now) {
-                s.commit_write(b, id, true, 0, now, now);
+                s.commit_write(b, id, true, None, now, now);
             }
         }
         let batch = s.next_uploads(now, 3).expect("due");
@@ -867,7 +872,7 @@ mod tests {
         let mut s = State::new(3, 1);
         for b in [0, 5, 6] {
             match s.plan_read(b, now) {
-                ReadPlan::Fill { id, .. } => s.fill_done(b, id, BlockTag::Absent, false, 0, now),
+                ReadPlan::Fill { id, .. } => s.fill_done(b, id, BlockTag::Absent, false, None, now),
                 p => panic!("{p:?}"),
             }
         }
@@ -880,7 +885,7 @@ mod tests {
         }
         if let Some(e) = s.entries.get(&9) {
             let id = e.versions[0].id;
-            s.fill_done(9, id, BlockTag::Absent, false, 0, now);
+            s.fill_done(9, id, BlockTag::Absent, false, None, now);
         }
         write(&mut s, 9, now);
         assert_eq!(s.plan_read(11, now), ReadPlan::Bypass);
@@ -892,7 +897,7 @@ mod tests {
         let now = Instant::now();
         let mut s = State::new(4, 0);
         if let ReadPlan::Fill { id, .. } = s.plan_read(3, now) {
-            s.fill_done(3, id, BlockTag::Absent, false, 0, now);
+            s.fill_done(3, id, BlockTag::Absent, false, None, now);
         }
         assert!(s.evict_idle(now).is_empty());
         let freed = s.evict_idle(now + Duration::from_secs(1));
@@ -992,7 +997,7 @@ mod model {
                 Step::Commit => {
                     if let Some((b, slot, id, value)) = self.planned.take() {
                         self.slots.insert(slot, value);
-                        self.s.commit_write(b, id, false, 0, self.now, self.now);
+                        self.s.commit_write(b, id, false, None, self.now, self.now);
                         self.newest.insert(b, value);
                     }
                 }
@@ -1019,7 +1024,7 @@ mod model {
                             }
                             let zero = !self.store.contains_key(&b);
                             self.s
-                                .fill_done(b, id, BlockTag::Unknown, zero, 0, self.now);
+                                .fill_done(b, id, BlockTag::Unknown, zero, None, self.now);
                         }
                         ReadPlan::Zero => assert_eq!(self.newest.get(&b), None),
                         ReadPlan::Bypass => assert_eq!(self.store.get(&b), self.newest.get(&b)),
