@@ -320,8 +320,12 @@ fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Failure> {
     }
 }
 
-/// Bounds the socket's blocking calls by what is left of the deadline.
+/// Bounds the socket's blocking calls by what is left of the deadline (without one, the
+/// socket keeps blocking without limit, as it was made).
 fn arm(tcp: &TcpStream, deadline: Option<Instant>) -> Result<(), Failure> {
+    if deadline.is_none() {
+        return Ok(());
+    }
     let left = remaining(deadline)?;
     tcp.set_read_timeout(left)
         .and_then(|()| tcp.set_write_timeout(left))
@@ -522,7 +526,9 @@ impl Conn {
                         let mut close = version == 0;
                         for h in parsed.headers.iter() {
                             if h.name.eq_ignore_ascii_case("connection")
-                                && h.value.eq_ignore_ascii_case(b"close")
+                                && h.value
+                                    .split(|&b| b == b',')
+                                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
                             {
                                 close = true;
                             }
@@ -1123,6 +1129,34 @@ mod tests {
             seen[0]
         );
         assert!(!seen[1].contains("content-length"), "{}", seen[1]);
+    }
+
+    #[test]
+    fn connections_the_server_ends_are_not_reused() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\nok"[..],
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            // No length: the body ends with the connection.
+            b"HTTP/1.1 200 OK\r\n\r\nok",
+        ] {
+            let (addr, server) = serve(vec![answer.to_vec()]);
+            let c = client();
+            let o = origin(&addr);
+            let r = c.exchange(&get(&o, "GET", None), None, None).unwrap();
+            assert_eq!(&r.body[..], b"ok");
+            assert!(c.idle.lock().unwrap().is_empty(), "{answer:?} kept");
+            server.join().unwrap();
+        }
+        // A clean answer is kept.
+        let (addr, server) = serve(vec![b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()]);
+        let c = client();
+        let r = c
+            .exchange(&get(&origin(&addr), "DELETE", None), None, None)
+            .unwrap();
+        assert_eq!(r.status, 204);
+        assert_eq!(c.idle.lock().unwrap().len(), 1);
+        drop(c);
+        server.join().unwrap();
     }
 
     #[test]
