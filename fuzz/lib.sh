@@ -16,7 +16,7 @@ FUZZ_JOBS=${FUZZ_JOBS:-2}
 FUZZ_TARGET_DIR=$FUZZ_ROOT/target/fuzz-$FUZZ_SANITIZER
 CARGO_FUZZ_VERSION=0.13.2
 
-FUZZ_TARGETS=(config_args nbdkit_params size decode_block list_xml delete_result_xml cache_file)
+FUZZ_TARGETS=(config_args nbdkit_params size decode_block list_xml delete_result_xml cache_file http_answer)
 
 # Per target: dictionary (fuzz/dict/) and the largest input libFuzzer makes.
 fuzz_dict() {
@@ -24,6 +24,7 @@ fuzz_dict() {
         config_args | nbdkit_params) echo config.dict ;;
         decode_block) echo decode.dict ;;
         list_xml | delete_result_xml) echo xml.dict ;;
+        http_answer) echo http.dict ;;
         *) echo "" ;;
     esac
 }
@@ -34,6 +35,7 @@ fuzz_max_len() {
         decode_block) echo 16384 ;;
         list_xml | delete_result_xml) echo 8192 ;;
         cache_file) echo 65536 ;;
+        http_answer) echo 4096 ;;
     esac
 }
 

@@ -257,7 +257,7 @@ impl Http1 {
         };
         tcp.set_nodelay(true)
             .map_err(|e| Failure::Other(e.to_string()))?;
-        arm(&tcp, deadline)?;
+        arm(Some(&tcp), deadline)?;
         if let Some(p) = proxy {
             tunnel(&tcp, origin, p)?;
         }
@@ -322,10 +322,10 @@ fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Failure> {
 
 /// Bounds the socket's blocking calls by what is left of the deadline (without one, the
 /// socket keeps blocking without limit, as it was made).
-fn arm(tcp: &TcpStream, deadline: Option<Instant>) -> Result<(), Failure> {
-    if deadline.is_none() {
+fn arm(tcp: Option<&TcpStream>, deadline: Option<Instant>) -> Result<(), Failure> {
+    let Some(tcp) = tcp.filter(|_| deadline.is_some()) else {
         return Ok(());
-    }
+    };
     let left = remaining(deadline)?;
     tcp.set_read_timeout(left)
         .and_then(|()| tcp.set_write_timeout(left))
@@ -351,13 +351,16 @@ fn io_failure(e: &io::Error, doing: &str) -> Failure {
 enum Stream {
     Plain(TcpStream),
     Tls(Box<native_tls::TlsStream<TcpStream>>),
+    /// An answer given in advance, requests discarded (the fuzz target's input).
+    Replay(io::Cursor<Vec<u8>>),
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref(),
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(s) => Some(s.get_ref()),
+            Stream::Replay(_) => None,
         }
     }
 
@@ -365,6 +368,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
+            Stream::Replay(c) => c.read(buf),
         }
     }
 
@@ -394,6 +398,7 @@ impl Stream {
                 s.write_all(body)?;
                 s.flush()
             }
+            Stream::Replay(_) => Ok(()),
         }
     }
 }
@@ -441,14 +446,14 @@ impl Conn {
     /// True if the idle connection can carry a request: nothing unread, nothing arrived
     /// (a server that closed it sent an end of stream, or a TLS alert).
     fn still_open(&self) -> bool {
-        if self.start != self.end {
+        let Some(tcp) = self.stream.tcp().filter(|_| self.start == self.end) else {
             return false;
-        }
+        };
         let mut byte = 0u8;
         // SAFETY: a one-byte peek into a local through the connection's open descriptor.
         let n = unsafe {
             libc::recv(
-                self.stream.tcp().as_raw_fd(),
+                tcp.as_raw_fd(),
                 (&raw mut byte).cast(),
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -767,6 +772,68 @@ impl Conn {
             }
         }
     }
+}
+
+/// What [`read_answer`] read.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    /// The body went to the caller's buffer.
+    pub(crate) in_dest: bool,
+    /// The connection could carry another request.
+    pub(crate) reusable: bool,
+    /// Bytes of the input read.
+    pub(crate) consumed: usize,
+}
+
+/// Reads one answer to a `method` request from `input`, exactly as an exchange reads it from a
+/// socket (the fuzz target's entry point): into `dest` under the same rules, within
+/// `body_limit` (0 = none) for a success body and [`Request::error_body_limit`] for an error
+/// document.
+pub(crate) fn read_answer(
+    input: Vec<u8>,
+    method: &str,
+    dest: Option<&mut [u8]>,
+    body_limit: usize,
+    error_body_limit: usize,
+) -> Result<Answer, Failure> {
+    let origin = Origin {
+        tls: false,
+        host: "replay".into(),
+        port: 80,
+    };
+    let req = Request {
+        method,
+        origin: &origin,
+        host: "replay",
+        target: "/",
+        headers: &[],
+        body: None,
+        body_limit,
+        error_body_limit,
+    };
+    let mut conn = Conn {
+        origin: origin.clone(),
+        stream: Stream::Replay(io::Cursor::new(input)),
+        buf: vec![0; READ_CHUNK],
+        start: 0,
+        end: 0,
+    };
+    let (resp, reusable) = conn.round_trip(&req, b"", dest, None)?;
+    let consumed = match &conn.stream {
+        Stream::Replay(c) => {
+            usize::try_from(c.position()).unwrap_or(usize::MAX) - (conn.end - conn.start)
+        }
+        _ => 0,
+    };
+    Ok(Answer {
+        status: resp.status,
+        body: resp.body,
+        in_dest: resp.in_dest,
+        reusable,
+        consumed,
+    })
 }
 
 /// How the body of a response to `method` with `head` is delimited (RFC 9112 §6.3).

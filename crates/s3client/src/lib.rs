@@ -74,6 +74,42 @@ pub mod fuzzing {
     pub fn parse_delete_result(body: &[u8]) -> Result<Vec<(String, String, String)>, String> {
         crate::xml::parse_delete_result(body)
     }
+
+    /// What the HTTP/1.1 client read from one answer (`http1.rs`).
+    #[derive(Debug)]
+    pub struct Answer {
+        /// The status code.
+        pub status: u16,
+        /// The body kept (empty if it went to the caller's buffer).
+        pub body: Vec<u8>,
+        /// The body went to the caller's buffer.
+        pub in_dest: bool,
+        /// The connection would carry the next request.
+        pub reusable: bool,
+        /// Bytes of the input read.
+        pub consumed: usize,
+    }
+
+    /// Reads one answer to a `method` request from `input` as the client reads it from a
+    /// socket: a 2xx plain body of `dest.len()` bytes into `dest`, success bodies within
+    /// `body_limit` (0 = none), error documents within `error_body_limit`; exists for fuzzing.
+    pub fn read_answer(
+        input: &[u8],
+        method: &str,
+        dest: Option<&mut [u8]>,
+        body_limit: usize,
+        error_body_limit: usize,
+    ) -> Result<Answer, String> {
+        crate::http1::read_answer(input.to_vec(), method, dest, body_limit, error_body_limit)
+            .map(|a| Answer {
+                status: a.status,
+                body: a.body,
+                in_dest: a.in_dest,
+                reusable: a.reusable,
+                consumed: a.consumed,
+            })
+            .map_err(|f| format!("{f:?}"))
+    }
 }
 pub use date::format_amz_timestamp;
 pub use delete_objects::MAX_DELETE_KEYS;
