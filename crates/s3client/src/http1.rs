@@ -125,6 +125,15 @@ pub(crate) struct Response {
     pub(crate) in_dest: bool,
 }
 
+impl Response {
+    /// A header as text (non-UTF-8 bytes replaced).
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+}
+
 /// How connections are made.
 pub(crate) struct ConnectOptions {
     /// Verifies TLS servers; `None` when no https origin is configured.

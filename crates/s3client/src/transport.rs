@@ -69,25 +69,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) body_limit: usize,
 }
 
-/// A response: status, headers and (possibly truncated, for errors) body.
-#[derive(Debug)]
-pub(crate) struct Incoming {
-    pub(crate) status: u16,
-    pub(crate) headers: http::HeaderMap,
-    /// The body, unless it went to the caller's buffer (`in_dest`).
-    pub(crate) body: Vec<u8>,
-    /// The success body was read straight into the `dest` given to [`Transport::send`].
-    pub(crate) in_dest: bool,
-}
-
-impl Incoming {
-    /// A header as text (non-UTF-8 bytes replaced).
-    pub(crate) fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    }
-}
+/// A response: status, headers and (possibly truncated, for errors) body; the body is empty
+/// when it went to the `dest` given to [`Transport::send`] (`in_dest`).
+pub(crate) type Incoming = crate::http1::Response;
 
 impl Failure {
     pub(crate) fn class(&self) -> TransportClass {
@@ -234,7 +218,7 @@ impl Transport {
                 return Err(f);
             }
         };
-        let (status, body) = (response.status, response.body);
+        let (status, body) = (response.status, &response.body);
         // Every request at debug level (`--debug`), as s3backer logs them; bodies need
         // `--debug-http`.
         log::debug!("{} {} -> {status}", out.method.as_str(), out.url);
@@ -250,12 +234,7 @@ impl Transport {
             _ => body.len() as u64,
         };
         self.throttle(started, out.body.map_or(0, <[u8]>::len) as u64, received);
-        Ok(Incoming {
-            status,
-            headers: response.headers,
-            body,
-            in_dest: response.in_dest,
-        })
+        Ok(response)
     }
 
     /// Sleeps so the transfer does not beat the configured speed caps.
