@@ -535,6 +535,11 @@ impl Conn {
                 match parsed.parse(&self.buf[self.start..self.end]) {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = parsed.code.unwrap_or(0);
+                        if !(100..=599).contains(&status) {
+                            return Err(Failure::Other(format!(
+                                "malformed response head: status {status}"
+                            )));
+                        }
                         let version = parsed.version.unwrap_or(0);
                         let mut map = http::HeaderMap::new();
                         let mut close = version == 0;
@@ -600,7 +605,7 @@ impl Conn {
         deadline: Option<Instant>,
     ) -> Result<(Vec<u8>, bool, bool), Failure> {
         let framing = framing(req.method, head)?;
-        let success = head.status < 300;
+        let success = (200..300).contains(&head.status);
         if let (Some(dest), Framing::Length(len)) = (dest, &framing)
             && success
             && *len == dest.len() as u64
@@ -1271,6 +1276,18 @@ mod tests {
         let mut req = get(&o, "GET", None);
         req.body_limit = 5;
         assert_eq!(c.exchange(&req, None, None).unwrap_err(), Failure::TooLarge);
+        server.join().unwrap();
+
+        // A status outside 100-599 is no answer (found by fuzzing: 099 was taken for success).
+        let (addr, server) = serve(vec![
+            b"HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        ]);
+        let o = origin(&addr);
+        let e = c.exchange(&get(&o, "GET", None), None, None).unwrap_err();
+        assert!(
+            matches!(e, Failure::Other(ref m) if m.contains("status 99")),
+            "{e:?}"
+        );
         server.join().unwrap();
 
         let (addr, server) = serve(vec![b"NOT HTTP\r\n\r\n".to_vec()]);
