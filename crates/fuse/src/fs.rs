@@ -33,11 +33,6 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use s3backer_config::FuseSettings;
-
-thread_local! {
-    /// Each FUSE thread's read buffer (as large as the largest read it served: `max_read`).
-    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 use s3backer_store::{Disk, StoreError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -45,6 +40,11 @@ use std::ffi::{OsStr, OsString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+thread_local! {
+    /// Each FUSE thread's read buffer (as large as the largest read it served: `max_read`).
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 const ROOT: u64 = 1;
 const FILE: u64 = 2;

@@ -510,8 +510,9 @@ impl Conn {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            let grown = (self.buf.len() * 2).min(MAX_HEAD.max(self.buf.len() + 1));
-            self.buf.resize(grown, 0);
+            // Only a head or a chunk line can fill the buffer, and both stop at their own
+            // bounds (`MAX_HEAD`, `MAX_LINE`) before asking for more.
+            self.buf.resize(self.buf.len() * 2, 0);
         }
         loop {
             match self.stream.read(&mut self.buf[self.end..]) {

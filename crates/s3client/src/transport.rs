@@ -98,35 +98,21 @@ pub(crate) struct Transport {
 /// Reads a PEM bundle; an error if unreadable, without any certificate, or with one OpenSSL
 /// cannot load.
 fn load_cacert(path: &std::path::Path) -> Result<Vec<native_tls::Certificate>, S3Error> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let pem = std::fs::read(path).map_err(|e| S3Error::Config {
-        detail: format!("cannot read CA file {}: {e}", path.display()),
-    })?;
-    let text = String::from_utf8_lossy(&pem);
-    let mut certs = Vec::new();
-    let mut rest = &text[..];
-    while let Some(at) = rest.find(BEGIN) {
-        let Some(len) = rest[at..].find(END) else {
-            return Err(S3Error::Config {
-                detail: format!(
-                    "bad PEM in CA file {}: unterminated certificate",
-                    path.display()
-                ),
-            });
-        };
-        let block = &rest[at..at + len + END.len()];
-        let cert =
-            native_tls::Certificate::from_pem(block.as_bytes()).map_err(|e| S3Error::Config {
-                detail: format!("bad certificate in CA file {}: {e}", path.display()),
-            })?;
-        certs.push(cert);
-        rest = &rest[at + len + END.len()..];
+    let config = |detail: String| S3Error::Config { detail };
+    let file = path.display();
+    let pem =
+        std::fs::read(path).map_err(|e| config(format!("cannot read CA file {file}: {e}")))?;
+    // OpenSSL's own error for a cut file is "bad end line"; say what it means.
+    let count = |marker: &[u8]| pem.windows(marker.len()).filter(|w| w == &marker).count();
+    if count(b"-----BEGIN CERTIFICATE-----") > count(b"-----END CERTIFICATE-----") {
+        return Err(config(format!(
+            "bad PEM in CA file {file}: unterminated certificate"
+        )));
     }
+    let certs = native_tls::Certificate::stack_from_pem(&pem)
+        .map_err(|e| config(format!("bad certificate in CA file {file}: {e}")))?;
     if certs.is_empty() {
-        return Err(S3Error::Config {
-            detail: format!("no PEM certificate in CA file {}", path.display()),
-        });
+        return Err(config(format!("no PEM certificate in CA file {file}")));
     }
     Ok(certs)
 }

@@ -29,6 +29,14 @@ fn opts(capacity: u32) -> CacheOptions {
     }
 }
 
+/// [`opts`] with another write-back delay.
+fn delayed(capacity: u32, write_delay: Duration) -> CacheOptions {
+    CacheOptions {
+        write_delay,
+        ..opts(capacity)
+    }
+}
+
 fn objects(mem: &Arc<MemoryBackend>, blocks: u32) -> Arc<dyn BlockStore> {
     objects_over(mem.clone(), blocks)
 }
@@ -158,13 +166,7 @@ fn read_hits_never_touch_the_store() {
 #[test]
 fn write_back_waits_for_the_delay_and_flush_pushes_it_out() {
     let mem = Arc::new(MemoryBackend::new());
-    let c = cache(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_secs(30),
-            ..opts(16)
-        },
-    );
+    let c = cache(&mem, delayed(16, Duration::from_secs(30)));
     c.write_block(3, &block(1)).expect("write");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(mem.calls(Op::Put), 0, "not due for 30 s");
@@ -172,13 +174,7 @@ fn write_back_waits_for_the_delay_and_flush_pushes_it_out() {
     assert_eq!(mem.calls(Op::Put), 1, "FLUSH returns once it is stored");
     assert!(mem.object("00000003").is_some());
 
-    let quick = cache(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_millis(50),
-            ..opts(16)
-        },
-    );
+    let quick = cache(&mem, delayed(16, Duration::from_millis(50)));
     quick.write_block(4, &block(2)).expect("write");
     wait_for("the delayed upload", || mem.object("00000004").is_some());
     quick.shutdown().expect("shutdown");
@@ -188,13 +184,7 @@ fn write_back_waits_for_the_delay_and_flush_pushes_it_out() {
 #[test]
 fn rewrites_before_the_upload_cost_one_put() {
     let mem = Arc::new(MemoryBackend::new());
-    let c = cache(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_secs(30),
-            ..opts(16)
-        },
-    );
+    let c = cache(&mem, delayed(16, Duration::from_secs(30)));
     for i in 0..20 {
         c.write_block(5, &block(i)).expect("write");
     }
@@ -207,13 +197,7 @@ fn rewrites_before_the_upload_cost_one_put() {
 #[test]
 fn a_full_cache_writes_out_early_instead_of_failing() {
     let mem = Arc::new(MemoryBackend::new());
-    let c = cache(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_secs(60),
-            ..opts(4)
-        },
-    );
+    let c = cache(&mem, delayed(4, Duration::from_secs(60)));
     for b in 0..40 {
         c.write_block(b, &block(b as u8 + 1)).expect("write");
     }
@@ -228,13 +212,7 @@ fn a_full_cache_writes_out_early_instead_of_failing() {
 #[test]
 fn many_writers_share_a_full_cache() {
     let mem = Arc::new(MemoryBackend::new());
-    let c = cache(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_secs(60),
-            ..opts(4)
-        },
-    );
+    let c = cache(&mem, delayed(4, Duration::from_secs(60)));
     std::thread::scope(|scope| {
         for t in 0..8u32 {
             let c = &c;
@@ -273,13 +251,7 @@ fn cache_over_faulty(
 #[test]
 fn a_write_into_a_full_cache_fails_while_uploads_fail_and_nothing_is_lost() {
     let mem = Arc::new(MemoryBackend::new());
-    let (c, faulty) = cache_over_faulty(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_secs(60),
-            ..opts(4)
-        },
-    );
+    let (c, faulty) = cache_over_faulty(&mem, delayed(4, Duration::from_secs(60)));
     faulty.all_fail.store(true, Ordering::SeqCst);
     for b in 0..4 {
         c.write_block(b, &block(b as u8 + 1))
@@ -360,13 +332,7 @@ fn max_dirty_bounds_unwritten_blocks() {
 #[test]
 fn zero_writes_become_bulk_deletes() {
     let mem = Arc::new(MemoryBackend::new());
-    let c = cache(
-        &mem,
-        CacheOptions {
-            write_delay: Duration::from_secs(60),
-            ..opts(64)
-        },
-    );
+    let c = cache(&mem, delayed(64, Duration::from_secs(60)));
     for b in 0..50 {
         c.write_block(b, &block(1)).expect("write");
     }
